@@ -1,0 +1,115 @@
+"""The apps secret: which Official Accounts wxtoken serves, and their credentials.
+
+One Secrets Manager secret holds JSON keyed by appid::
+
+    {"wx0123456789abcdef": {"app_secret": "…", "token": "…", "encoding_aes_key": "…",
+                            "jsapi_ticket": true}}
+
+It is read through powertools' SecretsProvider with a cache (``max_age``), so a warm
+container calls Secrets Manager at most once per cache window while a rotated secret still
+takes effect within minutes.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from wxtoken.errors import ConfigError, UnknownAppError
+
+_APPID = re.compile(r"^wx[0-9A-Za-z]{8,32}$")
+# WeChat's EncodingAESKey is 43 characters of base64 (a 32-byte key without its '=').
+_AES_KEY = re.compile(r"^[A-Za-z0-9+/]{43}$")
+
+
+@dataclass(frozen=True, slots=True)
+class AppConfig:
+    appid: str
+    app_secret: str = field(repr=False)
+    token: str | None = field(default=None, repr=False)
+    encoding_aes_key: str | None = field(default=None, repr=False)
+    jsapi_ticket: bool = False
+
+
+def parse_apps(secret_string: str) -> dict[str, AppConfig]:
+    """Validate the secret's JSON; a ConfigError names the appid and field, never a value."""
+    try:
+        raw = json.loads(secret_string)
+    except ValueError:
+        raise ConfigError("the apps secret is not valid JSON") from None
+    if not isinstance(raw, dict):
+        raise ConfigError('the apps secret must be a JSON object keyed by appid: {"wx…": {…}}')
+    apps: dict[str, AppConfig] = {}
+    for appid, entry in raw.items():
+        apps[appid] = _parse_app(appid, entry)
+    return apps
+
+
+def _parse_app(appid: str, entry: Any) -> AppConfig:
+    if not _APPID.match(appid):
+        raise ConfigError(f"apps secret key {appid!r} is not an appid (wx followed by letters/digits)")
+    if not isinstance(entry, dict):
+        raise ConfigError(f"apps secret entry {appid} must be an object with app_secret")
+    secret = entry.get("app_secret")
+    if not isinstance(secret, str) or not secret.strip():
+        raise ConfigError(f"apps secret entry {appid} has no app_secret")
+    token = entry.get("token")
+    if token is not None and (not isinstance(token, str) or not re.fullmatch(r"[A-Za-z0-9]{3,32}", token)):
+        raise ConfigError(f"apps secret entry {appid}: token must be 3-32 letters or digits")
+    aes_key = entry.get("encoding_aes_key")
+    if aes_key is not None and (not isinstance(aes_key, str) or not _AES_KEY.match(aes_key)):
+        raise ConfigError(f"apps secret entry {appid}: encoding_aes_key must be 43 base64 characters")
+    ticket = entry.get("jsapi_ticket", False)
+    if not isinstance(ticket, bool):
+        raise ConfigError(f"apps secret entry {appid}: jsapi_ticket must be true or false")
+    return AppConfig(appid, secret.strip(), token, aes_key, ticket)
+
+
+class AppsSource:
+    """The apps of the secret, re-read at most every ``max_age`` seconds."""
+
+    def __init__(self, secret_id: str, *, max_age: int = 300, fetch: Callable[[], str] | None = None) -> None:
+        self.secret_id = secret_id
+        self._max_age = max_age
+        self._fetch = fetch
+        self._provider: Any = None
+        # Threads of one container share one provider and its cache: without the lock, a
+        # burst of cold callers would each build a boto3 client and fetch the secret.
+        self._lock = threading.Lock()
+
+    def all(self) -> Mapping[str, AppConfig]:
+        return parse_apps(self._secret_string())
+
+    def get(self, appid: str) -> AppConfig:
+        app = self.all().get(appid)
+        if app is None:
+            raise UnknownAppError(appid)
+        return app
+
+    def _secret_string(self) -> str:
+        if self._fetch is not None:
+            return self._fetch()
+        with self._lock:
+            return self._fetch_secret()
+
+    def _fetch_secret(self) -> str:
+        if self._provider is None:
+            # Imported here: the provider pulls in boto3, which a reader holding a fetch
+            # function (tests, local tools) never needs.
+            from aws_lambda_powertools.utilities.parameters import SecretsProvider
+
+            self._provider = SecretsProvider()
+        try:
+            value = self._provider.get(self.secret_id, max_age=self._max_age)
+        except Exception as exc:  # powertools wraps boto3 errors in GetParameterError
+            raise ConfigError(
+                f"could not read the apps secret {self.secret_id!r} ({type(exc).__name__}): check that it "
+                "exists and the function may call secretsmanager:GetSecretValue on it"
+            ) from None
+        if isinstance(value, bytes):
+            value = value.decode()
+        return str(value)

@@ -1,0 +1,152 @@
+"""Settings, read from the environment once per container and validated at cold start.
+
+Nothing else in wxtoken calls ``os.environ``: a missing or bad variable fails here, with
+a message that names it, rather than deep inside a refresh.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from urllib.parse import urlsplit
+
+from wxtoken.errors import ConfigError
+
+DEFAULT_WECHAT_API_BASE = "https://api.weixin.qq.com"
+
+
+class StoreKind(StrEnum):
+    SSM = "ssm"
+    REDIS = "redis"
+
+
+class TokenAPI(StrEnum):
+    """Which WeChat endpoint mints tokens: classic ``/cgi-bin/token`` or ``stable_token``."""
+
+    TOKEN = "token"
+    STABLE_TOKEN = "stable_token"
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    apps_secret_id: str
+    token_store: StoreKind = StoreKind.SSM
+    parameter_prefix: str = "/wxtoken"
+    kms_key_id: str | None = None
+    redis_url: str | None = None
+    redis_cluster: bool = False
+    redis_auth_secret_id: str | None = None
+    wechat_api_base: str = DEFAULT_WECHAT_API_BASE
+    wechat_token_api: TokenAPI = TokenAPI.TOKEN
+    # How often the schedule fires (must match template.yaml's ScheduleV2 rate).
+    schedule_period_seconds: int = 115 * 60
+    # The guard schedule refreshes an app whose token has less than this left. It stays
+    # under WeChat's 5-minute overlap so that a healthy 115-minute schedule always wins.
+    guard_margin_seconds: int = 240
+    guard_period_seconds: int = 60
+    # Refresh lease: a refresh finishes inside it (its WeChat calls are capped to fit).
+    # Short, because a holder that dies (Lambda killed mid-refresh) blocks the app this long.
+    lease_seconds: int = 45
+    http_connect_timeout: float = 3.0
+    http_read_timeout: float = 5.0
+    http_max_attempts: int = 4
+    secret_cache_seconds: int = 300
+    refresh_function_name: str | None = None
+
+    @property
+    def min_stored_lifetime_seconds(self) -> int:
+        """A freshly stored token must outlive the moment the guard would next replace it."""
+        return self.guard_margin_seconds + self.guard_period_seconds
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if environ is None else environ
+        secret_id = env.get("WECHAT_APPS_SECRET_ID", "").strip()
+        if not secret_id:
+            raise ConfigError(
+                "WECHAT_APPS_SECRET_ID is not set: name the Secrets Manager secret that "
+                "holds the apps JSON (see README, Configuration)"
+            )
+        store = _enum(env, "TOKEN_STORE", StoreKind, StoreKind.SSM)
+        redis_url = env.get("REDIS_URL", "").strip() or None
+        if store is StoreKind.REDIS:
+            if not redis_url:
+                raise ConfigError("TOKEN_STORE=redis needs REDIS_URL (redis://… or rediss://…)")
+            if urlsplit(redis_url).scheme not in {"redis", "rediss"}:
+                raise ConfigError("REDIS_URL must start with redis:// or rediss://")
+        prefix = env.get("TOKEN_PARAMETER_PREFIX", "/wxtoken").strip() or "/wxtoken"
+        if not prefix.startswith("/") or prefix.endswith("/"):
+            raise ConfigError("TOKEN_PARAMETER_PREFIX must start with '/' and not end with '/'")
+        base = env.get("WECHAT_API_BASE", DEFAULT_WECHAT_API_BASE).strip().rstrip("/")
+        if urlsplit(base).scheme not in {"http", "https"}:
+            raise ConfigError("WECHAT_API_BASE must be an http(s) URL")
+        return cls(
+            apps_secret_id=secret_id,
+            token_store=store,
+            parameter_prefix=prefix,
+            kms_key_id=env.get("KMS_KEY_ID", "").strip() or None,
+            redis_url=redis_url,
+            redis_cluster=_bool(env, "REDIS_CLUSTER", False),
+            redis_auth_secret_id=env.get("REDIS_AUTH_SECRET_ID", "").strip() or None,
+            wechat_api_base=base,
+            wechat_token_api=_enum(env, "WECHAT_TOKEN_API", TokenAPI, TokenAPI.TOKEN),
+            schedule_period_seconds=_int(env, "REFRESH_PERIOD_SECONDS", 115 * 60),
+            guard_margin_seconds=_int(env, "GUARD_MARGIN_SECONDS", 240),
+            guard_period_seconds=_int(env, "GUARD_PERIOD_SECONDS", 60),
+            lease_seconds=_int(env, "REFRESH_LEASE_SECONDS", 45),
+            http_connect_timeout=_float(env, "WECHAT_CONNECT_TIMEOUT", 3.0),
+            http_read_timeout=_float(env, "WECHAT_READ_TIMEOUT", 5.0),
+            http_max_attempts=_int(env, "WECHAT_MAX_ATTEMPTS", 4),
+            secret_cache_seconds=_int(env, "APPS_SECRET_CACHE_SECONDS", 300),
+            refresh_function_name=env.get("REFRESH_FUNCTION_NAME", "").strip() or None,
+        )
+
+
+def _enum[E: StrEnum](env: Mapping[str, str], name: str, kind: type[E], default: E) -> E:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    try:
+        return kind(raw)
+    except ValueError:
+        allowed = ", ".join(member.value for member in kind)
+        raise ConfigError(f"{name}={raw!r} is not one of: {allowed}") from None
+
+
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a whole number of seconds, got {raw!r}") from None
+    if value <= 0:
+        raise ConfigError(f"{name} must be positive, got {value}")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name} must be a number of seconds, got {raw!r}") from None
+    if value <= 0:
+        raise ConfigError(f"{name} must be positive, got {value}")
+    return value
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
+    if not raw:
+        return default
+    if raw in {"1", "true", "yes", "on"}:
+        return True
+    if raw in {"0", "false", "no", "off"}:
+        return False
+    raise ConfigError(f"{name} must be true or false, got {raw!r}")

@@ -1,0 +1,94 @@
+"""The error types wxtoken raises, so callers branch on type rather than on strings.
+
+Every message is safe to log: no AppSecret, token or AES key ever goes into one.
+"""
+
+from __future__ import annotations
+
+
+class WxTokenError(Exception):
+    """Base of everything wxtoken raises on purpose."""
+
+
+class ConfigError(WxTokenError):
+    """The environment or the apps secret is missing something or holds a bad value."""
+
+
+class UnknownAppError(WxTokenError):
+    """An appid that is not in the apps secret."""
+
+    def __init__(self, appid: str) -> None:
+        super().__init__(f"appid {appid!r} is not configured in the apps secret")
+        self.appid = appid
+
+
+class StoreError(WxTokenError):
+    """The token store (SSM or Redis) could not be read or written; nothing was lost."""
+
+
+class LeaseBusyError(StoreError):
+    """Another process holds the refresh lease of this app right now."""
+
+
+class RefreshInProgressError(WxTokenError):
+    """Another refresh of this app held the lease for longer than this call could wait."""
+
+
+class ForceRefreshRefusedError(WxTokenError):
+    """A forced refresh was refused before it could burn WeChat's force_refresh quota."""
+
+
+class WeChatAPIError(WxTokenError):
+    """WeChat answered with a non-zero errcode (or not at all, for the transport subclass)."""
+
+    def __init__(self, errcode: int | None, errmsg: str, hint: str = "") -> None:
+        self.errcode = errcode
+        self.errmsg = errmsg
+        self.hint = hint
+        text = f"WeChat errcode {errcode}: {errmsg}" if errcode is not None else errmsg
+        super().__init__(f"{text} — {hint}" if hint else text)
+
+
+class RetryableWeChatError(WeChatAPIError):
+    """A failure worth another try: system busy (-1), a timeout, a 5xx, a garbled body."""
+
+
+class WeChatTransportError(RetryableWeChatError):
+    """No usable answer: timeout, connection error, HTTP 5xx or a body that is not JSON."""
+
+    def __init__(self, message: str, *, maybe_processed: bool = True) -> None:
+        super().__init__(None, message)
+        # False only when WeChat certainly never saw the request (refused, connect timeout,
+        # 429): then even a call that mints a new token is safe to send again.
+        self.maybe_processed = maybe_processed
+
+
+class InvalidCredentialError(WeChatAPIError):
+    """The appid or AppSecret is wrong (40001 on the token API, 40013, 40125)."""
+
+
+class IPNotAllowlistedError(WeChatAPIError):
+    """The caller's egress IP is not on the app's IP allow-list (40164, 89503)."""
+
+
+class QuotaExceededError(WeChatAPIError):
+    """WeChat's daily quota for this API is used up (45009) or a rate limit was hit."""
+
+
+class TokenRejectedError(WeChatAPIError):
+    """An API call was refused because its access_token is invalid or expired."""
+
+
+class BadRequest(WxTokenError):
+    """A request to the webhook that is malformed or not signed by WeChat."""
+
+
+class InvalidEventError(WxTokenError):
+    """A refresh invocation whose payload is none of the documented shapes."""
+
+
+class RefreshFailedError(WxTokenError):
+    """At least one app failed; raised after all apps ran so Lambda retries the run.
+
+    The message is the whole report (JSON), which the on-failure destination keeps.
+    """

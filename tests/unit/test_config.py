@@ -1,0 +1,61 @@
+"""Settings fail fast, naming the variable, and default to the documented values."""
+
+import pytest
+
+from wxtoken.config import Settings, StoreKind, TokenAPI
+from wxtoken.errors import ConfigError
+
+
+def test_defaults_match_the_documented_contract():
+    settings = Settings.from_env({"WECHAT_APPS_SECRET_ID": "wxtoken/apps"})
+    assert settings.token_store is StoreKind.SSM
+    assert settings.parameter_prefix == "/wxtoken"
+    assert settings.wechat_api_base == "https://api.weixin.qq.com"
+    assert settings.wechat_token_api is TokenAPI.TOKEN
+    assert settings.schedule_period_seconds == 115 * 60
+
+
+def test_missing_apps_secret_names_the_variable():
+    with pytest.raises(ConfigError, match="WECHAT_APPS_SECRET_ID"):
+        Settings.from_env({})
+
+
+def test_redis_store_needs_a_redis_url():
+    with pytest.raises(ConfigError, match="REDIS_URL"):
+        Settings.from_env({"WECHAT_APPS_SECRET_ID": "s", "TOKEN_STORE": "redis"})
+    with pytest.raises(ConfigError, match="redis://"):
+        Settings.from_env({"WECHAT_APPS_SECRET_ID": "s", "TOKEN_STORE": "redis", "REDIS_URL": "http://x"})
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("TOKEN_STORE", "dynamo"),
+        ("WECHAT_TOKEN_API", "oauth"),
+        ("TOKEN_PARAMETER_PREFIX", "wxtoken/"),
+        ("GUARD_MARGIN_SECONDS", "soon"),
+        ("GUARD_MARGIN_SECONDS", "-5"),
+        ("WECHAT_API_BASE", "ftp://x"),
+        ("REDIS_CLUSTER", "maybe"),
+    ],
+)
+def test_bad_values_are_refused_with_the_variable_named(name, value):
+    with pytest.raises(ConfigError, match=name):
+        Settings.from_env({"WECHAT_APPS_SECRET_ID": "s", name: value})
+
+
+def test_redis_settings_and_stable_token_are_read():
+    settings = Settings.from_env(
+        {
+            "WECHAT_APPS_SECRET_ID": "s",
+            "TOKEN_STORE": "REDIS",
+            "REDIS_URL": "rediss://cache:6379",
+            "REDIS_CLUSTER": "true",
+            "WECHAT_TOKEN_API": "stable_token",
+            "WECHAT_API_BASE": "http://127.0.0.1:8081/",
+        }
+    )
+    assert settings.token_store is StoreKind.REDIS
+    assert settings.redis_cluster is True
+    assert settings.wechat_token_api is TokenAPI.STABLE_TOKEN
+    assert settings.wechat_api_base == "http://127.0.0.1:8081"
