@@ -1,0 +1,236 @@
+"""WeChat's HTTP API: the token, stable_token and jsapi ticket endpoints, and generic calls.
+
+Replays: every call to ``/cgi-bin/token`` (and every forced ``stable_token``) mints a new
+token, and WeChat keeps only the newest *previous* token valid for 5 minutes. Replaying such
+a call after an ambiguous failure (read timeout, 5xx, garbled body: WeChat may have minted
+one we never saw) would turn the stored token from "previous" into "older" — invalid at
+once. So those calls are replayed only when WeChat certainly did not process them; the
+Lambda retry a minute later, inside the 5-minute grace, asks again.
+
+One retry policy covers the three ways a call can fail transiently — the transport (a
+timeout, a refused connection), the HTTP status (5xx, 429) and WeChat's own "system busy"
+errcode -1 inside a 200 answer — and it is bounded by the caller's :class:`Deadline`.
+urllib3's ``Retry`` sees only the first two and knows no deadline, so this loop is
+written here (exponential backoff with full jitter) and the adapter's own retries are off.
+
+Secrets: the classic token URL carries the AppSecret in its query string, and requests'
+exceptions quote the URL. No exception text from requests is ever passed on; errors are
+built from the path alone and raised ``from None`` so no traceback chains the original.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.exceptions import NewConnectionError
+
+from wxtoken.deadline import Deadline
+from wxtoken.errors import RetryableWeChatError, WeChatAPIError, WeChatTransportError
+from wxtoken.wechat.errcodes import error_for
+
+TOKEN_PATH = "/cgi-bin/token"
+STABLE_TOKEN_PATH = "/cgi-bin/stable_token"
+TICKET_PATH = "/cgi-bin/ticket/getticket"
+
+# An attempt with less time than this left is not worth starting.
+_MIN_ATTEMPT_SECONDS = 0.5
+_BACKOFF_BASE = 0.25
+_BACKOFF_CAP = 4.0
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    """A credential WeChat handed out: the token or ticket, and its lifetime in seconds."""
+
+    value: str
+    expires_in: int
+
+    def __repr__(self) -> str:  # the value is a secret
+        return f"Grant(value=***, expires_in={self.expires_in})"
+
+
+class WeChatAPI:
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        session: requests.Session | None = None,
+        connect_timeout: float = 3.0,
+        read_timeout: float = 5.0,
+        max_attempts: int = 4,
+        sleep: Callable[[float], None] = time.sleep,
+        jitter: Callable[[], float] = random.random,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._session = session or _new_session()
+        self._connect_timeout = connect_timeout
+        self._read_timeout = read_timeout
+        self._max_attempts = max(1, max_attempts)
+        self._sleep = sleep
+        self._jitter = jitter
+
+    # --- token endpoints -------------------------------------------------------------
+    def access_token(
+        self, appid: str, secret: str, *, deadline: Deadline, stable: bool = False, force: bool = False
+    ) -> Grant:
+        """A token from ``/cgi-bin/token`` (each call mints a new one) or ``stable_token``.
+
+        ``force`` applies to ``stable_token`` only (WeChat allows 20 a day, 30 s apart).
+        Raises a :class:`WeChatAPIError` subclass; retryable ones only once retries are spent.
+        """
+        if stable:
+            body = {
+                "grant_type": "client_credential",
+                "appid": appid,
+                "secret": secret,
+                "force_refresh": force,
+            }
+            payload = self._request(
+                "POST", STABLE_TOKEN_PATH, json=body, deadline=deadline, token_api=True, replayable=not force
+            )
+        else:
+            params = {"grant_type": "client_credential", "appid": appid, "secret": secret}
+            payload = self._request(
+                "GET", TOKEN_PATH, params=params, deadline=deadline, token_api=True, replayable=False
+            )
+        return _grant(payload, "access_token", TOKEN_PATH if not stable else STABLE_TOKEN_PATH)
+
+    def jsapi_ticket(self, access_token: str, *, deadline: Deadline) -> Grant:
+        params = {"access_token": access_token, "type": "jsapi"}
+        payload = self._request("GET", TICKET_PATH, params=params, deadline=deadline, token_api=False)
+        return _grant(payload, "ticket", TICKET_PATH)
+
+    def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        access_token: str,
+        deadline: Deadline,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+    ) -> dict[str, Any]:
+        """Any authenticated API call; 40001/40014/42001 raise :class:`TokenRejectedError`."""
+        query = {**(params or {}), "access_token": access_token}
+        return self._request(method, path, params=query, json=json, deadline=deadline, token_api=False)
+
+    # --- the one retry loop ----------------------------------------------------------
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        deadline: Deadline,
+        token_api: bool,
+        replayable: bool = True,
+        params: Mapping[str, Any] | None = None,
+        json: Any = None,
+    ) -> dict[str, Any]:
+        url = f"{self.base_url}{path}"
+        last: RetryableWeChatError = WeChatTransportError(f"no time left to call WeChat {path}")
+        for attempt in range(1, self._max_attempts + 1):
+            left = deadline.remaining()
+            if left < _MIN_ATTEMPT_SECONDS:
+                break
+            timeout = (min(self._connect_timeout, left), min(self._read_timeout, left))
+            try:
+                payload = self._once(method, url, path, params, json, timeout)
+                errcode = payload.get("errcode", 0)
+                if errcode not in (0, None):
+                    raise error_for(_as_int(errcode), str(payload.get("errmsg", "")), on_token_api=token_api)
+                return payload
+            except WeChatTransportError as exc:
+                if not replayable and exc.maybe_processed:
+                    raise WeChatTransportError(
+                        f"{exc.errmsg}; not retried at once, because WeChat may have minted a token "
+                        "that retires the stored one in 5 minutes — the Lambda retry asks again"
+                    ) from None
+                last = exc
+            except RetryableWeChatError as exc:
+                last = exc
+            if attempt == self._max_attempts:
+                break
+            delay = self._jitter() * min(_BACKOFF_CAP, _BACKOFF_BASE * 2 ** (attempt - 1))
+            if deadline.remaining() - delay < _MIN_ATTEMPT_SECONDS:
+                break
+            self._sleep(delay)
+        raise last from None
+
+    def _once(
+        self,
+        method: str,
+        url: str,
+        path: str,
+        params: Mapping[str, Any] | None,
+        json: Any,
+        timeout: tuple[float, float],
+    ) -> dict[str, Any]:
+        try:
+            response = self._session.request(method, url, params=params, json=json, timeout=timeout)
+        except requests.ConnectTimeout:
+            raise WeChatTransportError(
+                f"could not connect to WeChat for {path} within {timeout[0]:.1f}s", maybe_processed=False
+            ) from None
+        except requests.Timeout:
+            raise WeChatTransportError(f"WeChat {path} did not answer within {timeout[1]:.1f}s") from None
+        except requests.ConnectionError as exc:
+            refused = _never_connected(exc)
+            what = "could not connect to WeChat" if refused else "connection to WeChat broke"
+            raise WeChatTransportError(f"{what} for {path}", maybe_processed=not refused) from None
+        except requests.RequestException as exc:
+            raise WeChatTransportError(f"request to WeChat {path} failed ({type(exc).__name__})") from None
+        status = response.status_code
+        if status == 429:
+            raise WeChatTransportError(f"WeChat {path} answered HTTP 429", maybe_processed=False)
+        if status >= 500:
+            raise WeChatTransportError(f"WeChat {path} answered HTTP {status}")
+        if status >= 400:
+            raise WeChatAPIError(None, f"WeChat {path} answered HTTP {status}")
+        try:
+            payload = response.json()
+        except ValueError:
+            raise WeChatTransportError(f"WeChat {path} answered with a body that is not JSON") from None
+        if not isinstance(payload, dict):
+            raise WeChatTransportError(f"WeChat {path} answered with JSON that is not an object")
+        return payload
+
+
+def _grant(payload: dict[str, Any], field: str, path: str) -> Grant:
+    value = payload.get(field)
+    expires_in = payload.get("expires_in")
+    if not isinstance(value, str) or not value or not isinstance(expires_in, int) or expires_in <= 0:
+        raise WeChatTransportError(f"WeChat {path} answered without a usable {field}/expires_in")
+    return Grant(value=value, expires_in=expires_in)
+
+
+def _never_connected(exc: requests.ConnectionError) -> bool:
+    """Whether the connection failed before any byte of the request was sent."""
+    reason = getattr(exc.args[0], "reason", None) if exc.args else None
+    return isinstance(reason, NewConnectionError)
+
+
+def _as_int(errcode: object) -> int:
+    """WeChat's errcode as an int; -999 when it is not a number at all."""
+    if isinstance(errcode, int):
+        return errcode
+    try:
+        return int(str(errcode))
+    except ValueError:
+        return -999
+
+
+def _new_session() -> requests.Session:
+    session = requests.Session()
+    # Retries are the loop above; the adapter only pools connections (keep-alive across
+    # warm invocations saves a TLS handshake per call).
+    adapter = HTTPAdapter(max_retries=0, pool_connections=4, pool_maxsize=16)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    session.headers["User-Agent"] = "wxtoken"
+    return session
