@@ -1,0 +1,73 @@
+"""Token stores: one protocol (:mod:`.base`), one module per backend.
+
+:func:`open_store` is the only place that picks a backend; it imports that backend's
+module alone, so an SSM deployment never loads redis-py (and vice versa) at cold start.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+
+from wxtoken.config import Settings, StoreKind
+from wxtoken.errors import ConfigError, StoreError
+from wxtoken.store.base import TokenStore
+
+__all__ = ["TokenStore", "open_store"]
+
+
+def open_store(settings: Settings, *, clock: Callable[[], float] = time.time) -> TokenStore:
+    """The store ``settings.token_store`` names, on a new client.
+
+    Raises :class:`ConfigError` when the Redis settings are incomplete or the AUTH secret
+    has the wrong shape, :class:`StoreError` when the secret cannot be fetched (or a
+    Redis Cluster cannot be reached to learn its slots). ``clock`` times SSM leases;
+    Redis leases expire on the server's clock.
+    """
+    if settings.token_store is StoreKind.REDIS:
+        from wxtoken.store.redis_store import RedisTokenStore
+
+        if not settings.redis_url:
+            raise ConfigError("TOKEN_STORE=redis needs REDIS_URL (redis://… or rediss://…)")
+        username, password = (None, None)
+        if settings.redis_auth_secret_id:
+            username, password = _redis_auth(settings.redis_auth_secret_id, settings.secret_cache_seconds)
+        return RedisTokenStore.from_url(
+            settings.redis_url,
+            cluster=settings.redis_cluster,
+            username=username,
+            password=password,
+        )
+
+    from wxtoken.store.ssm_store import SSMTokenStore
+
+    return SSMTokenStore.from_settings(settings, clock=clock)
+
+
+def _redis_auth(secret_id: str, max_age: int) -> tuple[str | None, str]:
+    """``(username, password)`` from a secret holding a password or ``{"username", "password"}``."""
+    from aws_lambda_powertools.utilities.parameters import get_secret
+    from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
+
+    try:
+        raw = get_secret(secret_id, max_age=max_age)
+    except GetParameterError as exc:
+        cause = exc.__cause__
+        response = getattr(cause, "response", None)
+        code = response.get("Error", {}).get("Code") if isinstance(response, dict) else None
+        reason = code or type(cause or exc).__name__
+        raise StoreError(f"could not read the Redis AUTH secret ({reason})") from None
+    text = raw.decode() if isinstance(raw, bytes) else str(raw)
+    if not text.lstrip().startswith("{"):
+        return None, text
+    try:
+        value = json.loads(text)
+    except ValueError:
+        raise ConfigError("the Redis AUTH secret looks like JSON but does not parse") from None
+    if not isinstance(value, dict) or not isinstance(value.get("password"), str):
+        raise ConfigError('the Redis AUTH secret must be a password or {"username", "password"}')
+    username = value.get("username")
+    if username is not None and not isinstance(username, str):
+        raise ConfigError("the Redis AUTH secret's username must be a string")
+    return username, value["password"]

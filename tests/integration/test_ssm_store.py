@@ -1,0 +1,371 @@
+"""SSMTokenStore against moto's SSM (a server shared by this process and its children)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing
+import os
+import random
+import socket
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from botocore.config import Config
+
+from tests.fixtures.aws import AWS, inject_error, throttle
+from wxtoken.config import Settings
+from wxtoken.errors import LeaseBusyError, StoreError
+from wxtoken.store import open_store
+from wxtoken.store.base import Credential, RecordName
+from wxtoken.store.ssm_store import SSMTokenStore
+
+APPID = "wx0123456789abcdef"
+PARAMETER = f"/wxtoken/{APPID}/access_token"
+LEASE = f"/wxtoken/{APPID}/lease"
+
+
+class FakeClock:
+    def __init__(self, now: float = 1_700_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def credential(value: str = "TOKEN-A", fetched_at: float = 1_700_000_000.123) -> Credential:
+    return Credential(value=value, expires_at=int(fetched_at) + 7200, fetched_at=fetched_at)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _moto_ssm_loaded(moto_endpoint: str) -> None:
+    """moto loads its SSM backend on the first SSM request, which can take seconds on a
+    busy machine; do that here, patiently, so the store's 3 s read timeout never fires
+    on moto's start-up instead of on the behaviour under test."""
+    client = boto3.client(
+        "ssm",
+        endpoint_url=moto_endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+        config=Config(read_timeout=60),
+    )
+    client.describe_parameters()
+
+
+@pytest.fixture
+def lease_clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def store(aws: AWS, lease_clock: FakeClock) -> SSMTokenStore:
+    # The factory Lambdas use: standard retries, short timeouts, endpoint from the env.
+    return SSMTokenStore.from_settings(Settings(apps_secret_id="unused"), clock=lease_clock)
+
+
+# -- records ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", [RecordName.ACCESS_TOKEN, RecordName.JSAPI_TICKET])
+def test_credential_round_trips(store: SSMTokenStore, name: RecordName) -> None:
+    stored = credential()
+
+    assert store.write_if_newer(APPID, name, stored.to_record(name), ttl_seconds=7200)
+
+    record = store.read(APPID, name)
+    assert record is not None
+    assert Credential.from_record(name, record) == stored
+
+
+def test_read_of_a_missing_parameter_is_none(store: SSMTokenStore) -> None:
+    assert store.read(APPID, RecordName.ACCESS_TOKEN) is None
+
+
+@pytest.mark.parametrize(
+    ("name", "value_field"),
+    [(RecordName.ACCESS_TOKEN, "access_token"), (RecordName.JSAPI_TICKET, "ticket")],
+)
+def test_stored_json_is_exactly_the_record_contract(
+    store: SSMTokenStore, aws: AWS, name: RecordName, value_field: str
+) -> None:
+    store.write_if_newer(APPID, name, credential().to_record(name), ttl_seconds=None)
+
+    answer = aws.client("ssm").get_parameter(Name=f"/wxtoken/{APPID}/{name}", WithDecryption=True)
+    assert json.loads(answer["Parameter"]["Value"]) == {
+        value_field: "TOKEN-A",
+        "expires_at": 1_700_007_200,
+        "fetched_at": 1_700_000_000.123,
+    }
+
+
+def test_records_are_standard_tier_secure_strings_under_the_prefix(aws: AWS) -> None:
+    store = SSMTokenStore(aws.client("ssm"), prefix="/prod/wxtoken")
+
+    store.write_if_newer(
+        APPID, RecordName.ACCESS_TOKEN, credential().to_record(RecordName.ACCESS_TOKEN), None
+    )
+
+    (parameter,) = aws.client("ssm").describe_parameters()["Parameters"]
+    assert parameter["Name"] == f"/prod/wxtoken/{APPID}/access_token"
+    assert parameter["Type"] == "SecureString"
+    assert parameter["Tier"] == "Standard"
+
+
+def test_records_are_encrypted_with_the_given_kms_key(aws: AWS) -> None:
+    key_id = aws.client("kms").create_key()["KeyMetadata"]["KeyId"]
+    store = SSMTokenStore(aws.client("ssm"), kms_key_id=key_id)
+
+    store.write_if_newer(
+        APPID, RecordName.ACCESS_TOKEN, credential().to_record(RecordName.ACCESS_TOKEN), None
+    )
+
+    (parameter,) = aws.client("ssm").describe_parameters()["Parameters"]
+    assert parameter["KeyId"] == key_id
+    encrypted = aws.client("ssm").get_parameter(Name=PARAMETER, WithDecryption=False)["Parameter"]["Value"]
+    assert "TOKEN-A" in json.dumps(store.read(APPID, RecordName.ACCESS_TOKEN))
+    assert not encrypted.startswith("{")  # stored encrypted; read decrypts
+
+
+@pytest.mark.parametrize("offset", [-0.001, 0.0], ids=["older", "equal"])
+def test_write_if_newer_refuses_an_older_or_equal_fetched_at(store: SSMTokenStore, offset: float) -> None:
+    name = RecordName.ACCESS_TOKEN
+    store.write_if_newer(APPID, name, credential("NEW", 1_700_000_000.5).to_record(name), None)
+
+    written = store.write_if_newer(
+        APPID, name, credential("OLD", 1_700_000_000.5 + offset).to_record(name), None
+    )
+
+    assert written is False
+    record = store.read(APPID, name)
+    assert record is not None
+    assert record["access_token"] == "NEW"
+
+
+def test_write_if_newer_replaces_an_older_record(store: SSMTokenStore) -> None:
+    name = RecordName.ACCESS_TOKEN
+    store.write_if_newer(APPID, name, credential("OLD", 1_700_000_000.123).to_record(name), None)
+
+    assert store.write_if_newer(APPID, name, credential("NEW", 1_700_000_000.124).to_record(name), None)
+    assert store.read(APPID, name) == credential("NEW", 1_700_000_000.124).to_record(name)
+
+
+def test_write_if_newer_replaces_a_record_that_is_not_json(store: SSMTokenStore, aws: AWS) -> None:
+    aws.client("ssm").put_parameter(Name=PARAMETER, Value="garbage", Type="SecureString")
+
+    assert store.write_if_newer(
+        APPID, RecordName.ACCESS_TOKEN, credential().to_record(RecordName.ACCESS_TOKEN), None
+    )
+
+
+# -- lease -----------------------------------------------------------------------------------
+
+
+def test_lease_is_exclusive_and_released_after_the_block(store: SSMTokenStore, aws: AWS) -> None:
+    other = SSMTokenStore(aws.client("ssm"), clock=store.clock)
+
+    with store.lease(APPID, 30):
+        stored = json.loads(aws.client("ssm").get_parameter(Name=LEASE)["Parameter"]["Value"])
+        assert set(stored) == {"owner", "expires_at"}
+        assert stored["expires_at"] == pytest.approx(1_700_000_030.0)
+        with pytest.raises(LeaseBusyError), other.lease(APPID, 30):
+            pass
+
+    assert aws.client("ssm").describe_parameters()["Parameters"] == []
+    with other.lease(APPID, 30):
+        pass
+
+
+def test_lease_is_released_when_the_block_raises(store: SSMTokenStore) -> None:
+    with pytest.raises(RuntimeError), store.lease(APPID, 30):
+        raise RuntimeError("refresh failed")
+
+    with store.lease(APPID, 30):
+        pass
+
+
+def test_busy_lease_is_left_to_its_holder(store: SSMTokenStore, aws: AWS) -> None:
+    other = SSMTokenStore(aws.client("ssm"), clock=store.clock)
+    with store.lease(APPID, 30):
+        before = aws.client("ssm").get_parameter(Name=LEASE)["Parameter"]
+
+        with pytest.raises(LeaseBusyError, match=APPID), other.lease(APPID, 30):
+            pass
+
+        after = aws.client("ssm").get_parameter(Name=LEASE)["Parameter"]
+        assert (after["Value"], after["Version"]) == (before["Value"], before["Version"])
+
+
+def test_expired_lease_of_a_dead_holder_is_taken_over_and_its_late_release_keeps_it(
+    aws: AWS, lease_clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    stuck = SSMTokenStore(aws.client("ssm"), clock=lease_clock)
+    taker = SSMTokenStore(aws.client("ssm"), clock=lease_clock)
+    # Given a holder that stopped (died, or overran) past its 30 s lease
+    held = stuck.lease(APPID, 30)
+    held.__enter__()
+    lease_clock.now += 29
+    with pytest.raises(LeaseBusyError), taker.lease(APPID, 30):
+        pass
+    lease_clock.now += 2
+
+    # When another process takes the expired lease, and only then the first one releases
+    with caplog.at_level(logging.WARNING, logger="wxtoken.store.ssm_store"):
+        taken = taker.lease(APPID, 30)
+        taken.__enter__()
+        held.__exit__(None, None, None)
+
+    # Then the late release neither raises nor frees the new holder's lease
+    assert "taking over an expired refresh lease" in caplog.text
+    assert "taken over" in caplog.text
+    with pytest.raises(LeaseBusyError), stuck.lease(APPID, 30):
+        pass
+    taken.__exit__(None, None, None)
+    assert aws.client("ssm").describe_parameters()["Parameters"] == []
+
+
+def test_lease_that_is_not_json_counts_as_expired(store: SSMTokenStore, aws: AWS) -> None:
+    aws.client("ssm").put_parameter(Name=LEASE, Value="garbage", Type="String")
+
+    with store.lease(APPID, 30):
+        pass
+
+
+def _contend(endpoint_url: str, log_path: str, rounds: int, start: Any) -> None:
+    """One process of the contest: take the lease ``rounds`` times, logging enter/exit."""
+    client = boto3.client("ssm", endpoint_url=endpoint_url, region_name="us-east-1")
+    store = SSMTokenStore(client)
+    start.wait(timeout=30)
+    held = 0
+    deadline = time.monotonic() + 15
+    while held < rounds and time.monotonic() < deadline:
+        try:
+            with store.lease(APPID, 10):
+                with open(log_path, "a") as log:
+                    log.write(f"enter {os.getpid()}\n")
+                time.sleep(0.01)
+                with open(log_path, "a") as log:
+                    log.write(f"exit {os.getpid()}\n")
+            held += 1
+        except LeaseBusyError:
+            # moto serves ~100 requests/s; a busy attempt costs two, so back off enough
+            # that the holder's release is not queued behind the contenders.
+            time.sleep(random.uniform(0.02, 0.06))
+
+
+def test_lease_contested_by_8_processes_is_held_by_one_at_a_time(aws: AWS, tmp_path: Path) -> None:
+    processes, rounds = 8, 1
+    log_path = tmp_path / "holders.log"
+    ctx = multiprocessing.get_context("spawn")
+    start = ctx.Event()
+    workers = [
+        ctx.Process(target=_contend, args=(aws.endpoint_url, str(log_path), rounds, start))
+        for _ in range(processes)
+    ]
+    for worker in workers:
+        worker.start()
+    start.set()
+    for worker in workers:
+        worker.join(timeout=30)
+
+    assert [worker.exitcode for worker in workers] == [0] * processes
+    lines = log_path.read_text().splitlines()
+    for enter, leave in zip(lines[::2], lines[1::2], strict=True):
+        assert enter.startswith("enter "), lines
+        assert leave == enter.replace("enter", "exit"), lines
+    holders = Counter(line.split()[1] for line in lines[::2])
+    assert sorted(holders.values()) == [rounds] * processes, holders
+
+
+# -- failures --------------------------------------------------------------------------------
+
+
+def test_throttled_put_is_retried_by_botocore_and_succeeds(store: SSMTokenStore) -> None:
+    # Given SSM throttles the next two PutParameter calls (the client makes three attempts in all)
+    throttle(store.client, "PutParameter", 2)
+
+    written = store.write_if_newer(
+        APPID, RecordName.ACCESS_TOKEN, credential().to_record(RecordName.ACCESS_TOKEN), None
+    )
+
+    assert written
+    assert store.read(APPID, RecordName.ACCESS_TOKEN) == credential().to_record(RecordName.ACCESS_TOKEN)
+
+
+def test_throttled_past_the_retries_raises_store_error_naming_the_code(store: SSMTokenStore) -> None:
+    throttle(store.client, "PutParameter", 3)
+
+    with pytest.raises(StoreError) as caught:
+        store.write_if_newer(
+            APPID,
+            RecordName.ACCESS_TOKEN,
+            credential("SECRET-TOKEN").to_record(RecordName.ACCESS_TOKEN),
+            None,
+        )
+
+    assert str(caught.value) == "SSM PutParameter failed: ThrottlingException"
+    assert caught.value.__cause__ is None
+    assert caught.value.__suppress_context__
+    assert store.read(APPID, RecordName.ACCESS_TOKEN) is None
+
+
+def test_access_denied_raises_store_error_naming_the_code(store: SSMTokenStore) -> None:
+    inject_error(store.client, "GetParameter", 1, code="AccessDeniedException")
+
+    with pytest.raises(StoreError, match=r"^SSM GetParameter failed: AccessDeniedException$"):
+        store.read(APPID, RecordName.ACCESS_TOKEN)
+
+
+def test_lease_that_cannot_be_written_raises_store_error_not_busy(store: SSMTokenStore) -> None:
+    inject_error(store.client, "PutParameter", 1, code="AccessDeniedException")
+
+    with pytest.raises(StoreError) as caught, store.lease(APPID, 30):
+        pass
+
+    assert not isinstance(caught.value, LeaseBusyError)
+    assert str(caught.value) == "SSM PutParameter failed: AccessDeniedException"
+
+
+def test_unreachable_endpoint_raises_store_error(aws: AWS) -> None:
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    client = boto3.client(
+        "ssm",
+        endpoint_url=f"http://127.0.0.1:{port}",
+        config=Config(retries={"total_max_attempts": 1}, connect_timeout=1),
+    )
+
+    with pytest.raises(StoreError, match=r"^SSM GetParameter failed: EndpointConnectionError$"):
+        SSMTokenStore(client).read(APPID, RecordName.ACCESS_TOKEN)
+
+
+# -- open_store ------------------------------------------------------------------------------
+
+
+def test_open_store_picks_ssm_and_never_imports_redis(aws: AWS) -> None:
+    code = (
+        "import sys\n"
+        "from wxtoken.config import Settings\n"
+        "from wxtoken.store import open_store\n"
+        "store = open_store(Settings.from_env({'WECHAT_APPS_SECRET_ID': 'x'}))\n"
+        "assert type(store).__name__ == 'SSMTokenStore', store\n"
+        "assert not any(m == 'redis' or m.startswith('redis.') for m in sys.modules)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).parents[2] / "layers" / "wxtoken")}
+    subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=30)
+
+
+def test_open_store_on_ssm_uses_prefix_and_kms_key(aws: AWS, lease_clock: FakeClock) -> None:
+    settings = Settings(apps_secret_id="x", parameter_prefix="/prod/wxtoken", kms_key_id="alias/wxtoken")
+
+    store = open_store(settings, clock=lease_clock)
+
+    assert isinstance(store, SSMTokenStore)
+    assert (store.prefix, store.kms_key_id, store.clock) == ("/prod/wxtoken", "alias/wxtoken", lease_clock)
