@@ -1,0 +1,48 @@
+"""Refresh Lambda: the only writer of WeChat access tokens (and jsapi tickets).
+
+Invoked by the 115-minute schedule, the 1-minute guard, a person forcing a refresh, and
+readers asking for a compare-and-refresh; payloads in :mod:`wxtoken.refresh_events`.
+Returns ``{"refreshed": [...], "skipped": [...], "failed": [...]}``; when any app failed it
+raises after all apps ran, so Lambda's retries and the on-failure destination fire.
+"""
+
+from __future__ import annotations
+
+import json
+from functools import cache
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from wxtoken.config import Settings
+from wxtoken.deadline import Deadline
+from wxtoken.errors import RefreshFailedError
+from wxtoken.observability import logger
+from wxtoken.refresh import Refresher
+from wxtoken.refresh_events import parse_refresh_event
+from wxtoken.wiring import build_refresher
+
+
+@cache
+def refresher() -> Refresher:
+    """Built on the first invocation of a container and kept while it is warm."""
+    return build_refresher(Settings.from_env())
+
+
+@logger.inject_lambda_context(log_event=False)  # events can carry a rejected token
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    request = parse_refresh_event(event)
+    report = refresher().run(request, Deadline.from_context(context))
+    result = report.as_dict()
+    logger.info(
+        "refresh run finished",
+        extra={
+            "trigger": request.trigger.value,
+            "refreshed": len(report.refreshed),
+            "skipped": len(report.skipped),
+            "failed": len(report.failed),
+        },
+    )
+    if report.failed:
+        raise RefreshFailedError(json.dumps(result))
+    return result

@@ -1,0 +1,397 @@
+"""The refresh logic: who refreshes which app, when, and how only one of them calls WeChat.
+
+Every refresh, whatever asked for it (the 115-minute schedule, the guard, a forced refresh,
+a reader's compare-and-refresh), goes through :meth:`Refresher.refresh_app`:
+
+1. read the stored token; if this request no longer needs a refresh, stop (no lease, no call);
+2. take the app's lease in the store (single-flight across processes and containers);
+   if someone else holds it, wait with backoff and go back to 1 — usually the holder's new
+   token now satisfies this request, so N concurrent callers make one WeChat call;
+3. under the lease, read again and decide again, then call WeChat and store the result with
+   a compare on ``fetched_at`` (never replace a newer record with an older one).
+
+"Needs a refresh" depends on the trigger, and ``requested_at`` is what makes racing
+requests collapse: a scheduled or forced request is satisfied by any token fetched after
+it was made; a compare-and-refresh only by a token other than the one it saw rejected.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from enum import StrEnum
+from typing import Any
+
+from wxtoken.apps import AppConfig, AppsSource
+from wxtoken.config import Settings, TokenAPI
+from wxtoken.deadline import Deadline
+from wxtoken.errors import (
+    ForceRefreshRefusedError,
+    LeaseBusyError,
+    RefreshInProgressError,
+    RetryableWeChatError,
+    WxTokenError,
+)
+from wxtoken.observability import logger
+from wxtoken.store.base import Credential, ForceQuota, RecordName, TokenStore
+from wxtoken.wechat.api import Grant, WeChatAPI
+
+# WeChat's limits on stable_token force_refresh (getStableAccessToken: 每天限用20次, 间隔至少30s).
+FORCE_REFRESH_DAILY_LIMIT = 20
+FORCE_REFRESH_MIN_INTERVAL = 30.0
+# WeChat's day (for its daily quotas) is Beijing time.
+WECHAT_TZ = timezone(timedelta(hours=8))
+_MAX_PARALLEL_APPS = 8
+_LEASE_RETRY_SECONDS = 2.0
+
+
+class Trigger(StrEnum):
+    SCHEDULED = "scheduled"
+    GUARD = "guard"
+    FORCE = "force"
+    COMPARE = "compare"
+
+
+@dataclass(frozen=True, slots=True)
+class RefreshRequest:
+    trigger: Trigger
+    requested_at: float
+    appids: tuple[str, ...] | None = None  # None: every app in the secret
+    invalid_token: str | None = field(default=None, repr=False)
+
+
+@dataclass(slots=True)
+class RefreshReport:
+    refreshed: list[str] = field(default_factory=list)
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    failed: list[dict[str, str]] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"refreshed": self.refreshed, "skipped": self.skipped, "failed": self.failed}
+
+
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    appid: str
+    refreshed: bool = False
+    skipped_reason: str | None = None
+    errors: tuple[str, ...] = ()
+
+
+class Refresher:
+    """The only writer of tokens. Safe to run from any number of processes at once."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        store: TokenStore,
+        wechat: WeChatAPI,
+        apps: AppsSource,
+        clock: Callable[[], float] = time.time,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        self._settings = settings
+        self._store = store
+        self._wechat = wechat
+        self._apps = apps
+        self._clock = clock
+        self._sleep = sleep
+        self._stable = settings.wechat_token_api is TokenAPI.STABLE_TOKEN
+        self._local_locks: dict[str, threading.Lock] = {}
+        self._local_locks_guard = threading.Lock()
+
+    # --- entry point -----------------------------------------------------------------
+    def run(self, request: RefreshRequest, deadline: Deadline) -> RefreshReport:
+        """Refresh the apps the request names (all by default), each independently.
+
+        A failing app is reported in ``failed`` and never stops the others; the caller
+        decides whether that fails the invocation.
+        """
+        report = RefreshReport()
+        apps = self._apps.all()
+        wanted: Iterable[str] = request.appids if request.appids is not None else sorted(apps)
+        selected: list[AppConfig] = []
+        for appid in wanted:
+            app = apps.get(appid)
+            if app is None:
+                report.failed.append({"appid": appid, "error": "UnknownAppError: not in the apps secret"})
+            else:
+                selected.append(app)
+        if len(selected) <= 1:
+            outcomes = [self._refresh_guarded(app, request, deadline) for app in selected]
+        else:
+            # Apps are independent, and a slow one (WeChat timing out, retries) must not eat
+            # the time budget of the others.
+            with ThreadPoolExecutor(max_workers=min(_MAX_PARALLEL_APPS, len(selected))) as pool:
+                outcomes = list(pool.map(lambda a: self._refresh_guarded(a, request, deadline), selected))
+        for outcome in outcomes:
+            if outcome.refreshed:
+                report.refreshed.append(outcome.appid)
+            elif outcome.skipped_reason is not None and not outcome.errors:
+                report.skipped.append({"appid": outcome.appid, "reason": outcome.skipped_reason})
+            for error in outcome.errors:
+                report.failed.append({"appid": outcome.appid, "error": error})
+        return report
+
+    def _refresh_guarded(self, app: AppConfig, request: RefreshRequest, deadline: Deadline) -> _Outcome:
+        try:
+            outcome = self.refresh_app(app, request, deadline)
+        except WxTokenError as exc:
+            logger.error(
+                "refresh failed",
+                extra={"appid": app.appid, "error_type": type(exc).__name__, "error": str(exc)},
+            )
+            return _Outcome(app.appid, errors=(f"{type(exc).__name__}: {exc}",))
+        except Exception as exc:  # one app's bug must not cost the others their refresh
+            logger.exception("refresh crashed", extra={"appid": app.appid, "error_type": type(exc).__name__})
+            return _Outcome(app.appid, errors=(f"{type(exc).__name__}: unexpected error, see the logs",))
+        ticket_error = self._refresh_ticket_if_due(app, request, deadline)
+        if ticket_error:
+            return _Outcome(app.appid, outcome.refreshed, outcome.skipped_reason, (ticket_error,))
+        return outcome
+
+    # --- one app ---------------------------------------------------------------------
+    def refresh_app(self, app: AppConfig, request: RefreshRequest, deadline: Deadline) -> _Outcome:
+        """Refresh one app's token if this request still needs it, single-flight.
+
+        While another caller holds the lease, this one polls the stored record (cheap: one
+        read) and tries the lease again only every ``_LEASE_RETRY_SECONDS`` — in the common
+        case the holder's new token satisfies it first, and SSM's PutParameter quota is
+        never spent on waiting.
+        """
+        local = self._local_lock(app.appid)
+        # Threads of one process queue here first, so only one of them at a time polls the
+        # store; the others then find the token it stored and skip.
+        if not local.acquire(timeout=max(deadline.remaining() - 1.0, 0.0)):
+            raise RefreshInProgressError(
+                f"another refresh of {app.appid} in this process took longer than this call could wait"
+            )
+        try:
+            return self._refresh_app_single_flight(app, request, deadline)
+        finally:
+            local.release()
+
+    def _local_lock(self, appid: str) -> threading.Lock:
+        with self._local_locks_guard:
+            return self._local_locks.setdefault(appid, threading.Lock())
+
+    def _refresh_app_single_flight(
+        self, app: AppConfig, request: RefreshRequest, deadline: Deadline
+    ) -> _Outcome:
+        backoff = 0.05
+        next_lease_try = 0.0
+        while True:
+            stored = self._read_token(app.appid)
+            reason = self._reason_to_refresh(request, stored)
+            if reason is None:
+                return _Outcome(app.appid, skipped_reason=self._why_not(request, stored))
+            if time.monotonic() >= next_lease_try:
+                with ExitStack() as held:
+                    try:
+                        held.enter_context(self._store.lease(app.appid, self._settings.lease_seconds))
+                    except LeaseBusyError:
+                        next_lease_try = time.monotonic() + _LEASE_RETRY_SECONDS
+                    else:
+                        return self._refresh_under_lease(app, request, deadline)
+            wait = backoff * (0.5 + random.random())  # noqa: S311 - jitter, not crypto
+            if deadline.remaining() < wait + 1.0:
+                raise RefreshInProgressError(
+                    f"another refresh of {app.appid} held the lease for longer than this "
+                    "invocation could wait; it will be retried"
+                )
+            self._sleep(wait)
+            backoff = min(backoff * 2, 1.0)
+
+    def _refresh_under_lease(self, app: AppConfig, request: RefreshRequest, deadline: Deadline) -> _Outcome:
+        # What we read before taking the lease may be stale by now.
+        stored = self._read_token(app.appid)
+        reason = self._reason_to_refresh(request, stored)
+        if reason is None:
+            return _Outcome(app.appid, skipped_reason=self._why_not(request, stored))
+        # Finish well inside the lease, so no one else can take it while we work.
+        lease = self._settings.lease_seconds
+        return self._fetch_and_store(app, request, reason, deadline.capped(max(lease * 0.75, lease - 10)))
+
+    def _fetch_and_store(
+        self, app: AppConfig, request: RefreshRequest, reason: str, deadline: Deadline
+    ) -> _Outcome:
+        force = request.trigger is Trigger.FORCE and self._stable
+        if force:
+            self._spend_force_quota(app.appid)
+        asked_at = self._clock()
+        grant = self._wechat.access_token(
+            app.appid, app.app_secret, deadline=deadline, stable=self._stable, force=force
+        )
+        previous = self._read_token(app.appid)
+        if previous is not None and previous.value == grant.value:
+            # stable_token's normal mode hands back the current token until its last 5
+            # minutes; nothing new to store, and its lifetime is already on record.
+            return _Outcome(app.appid, skipped_reason="WeChat returned the token already stored")
+        # WeChat has just replaced the old token, so this one must win even if this
+        # container's clock is behind the one that wrote the previous record.
+        fetched_at = self._fetched_at_after(previous)
+        credential = self._credential(grant, asked_at, fetched_at)
+        self._check_lifetime(app.appid, credential, fetched_at)
+        written = self._store.write_if_newer(
+            app.appid,
+            RecordName.ACCESS_TOKEN,
+            credential.to_record(RecordName.ACCESS_TOKEN),
+            credential.seconds_left(fetched_at),
+        )
+        if not written:
+            return _Outcome(app.appid, skipped_reason="a newer token was stored meanwhile")
+        logger.info(
+            "token refreshed",
+            extra={
+                "appid": app.appid,
+                "trigger": request.trigger.value,
+                "reason": reason,
+                "expires_in": grant.expires_in,
+            },
+        )
+        return _Outcome(app.appid, refreshed=True)
+
+    def _check_lifetime(self, appid: str, credential: Credential, now: float) -> None:
+        """Refuse to store a token that would lapse before the next run could replace it.
+
+        The next run is at the latest the guard (every ``guard_period``), which replaces a
+        token with less than ``guard_margin`` left. A shorter-lived token is not stored; the
+        error is retryable, so the Lambda retry (or the guard a minute later) asks again.
+        """
+        left = credential.seconds_left(now)
+        if left < self._settings.min_stored_lifetime_seconds:
+            raise RetryableWeChatError(
+                None,
+                f"WeChat returned a token for {appid} that expires in {int(left)}s, before the next "
+                f"run could replace it (needs {self._settings.min_stored_lifetime_seconds}s); not stored",
+            )
+
+    def _spend_force_quota(self, appid: str) -> None:
+        """Count a stable_token force_refresh before making it; refuse past WeChat's limits.
+
+        Called under the lease, so the read-modify-write of the counter is not racy.
+        """
+        now = self._clock()
+        today = datetime.fromtimestamp(now, WECHAT_TZ).strftime("%Y-%m-%d")
+        raw = self._store.read(appid, RecordName.FORCE_REFRESH_QUOTA)
+        quota = ForceQuota.from_record(raw) if raw else None
+        if quota is not None and quota.day == today:
+            if quota.count >= FORCE_REFRESH_DAILY_LIMIT:
+                raise ForceRefreshRefusedError(
+                    f"{appid} has used WeChat's {FORCE_REFRESH_DAILY_LIMIT} forced stable_token "
+                    "refreshes for today; the count resets at 00:00 Beijing time. A normal "
+                    'refresh ({"action": "scheduled"}) still works.'
+                )
+            since = now - quota.last_at
+            if since < FORCE_REFRESH_MIN_INTERVAL:
+                raise ForceRefreshRefusedError(
+                    f"{appid} was force-refreshed {since:.0f}s ago; WeChat ignores forced refreshes "
+                    f"less than {FORCE_REFRESH_MIN_INTERVAL:.0f}s apart. Try again in "
+                    f"{FORCE_REFRESH_MIN_INTERVAL - since:.0f}s."
+                )
+            count = quota.count + 1
+        else:
+            count = 1
+        record = ForceQuota(day=today, count=count, last_at=now, fetched_at=now)
+        self._store.write_if_newer(appid, RecordName.FORCE_REFRESH_QUOTA, record.to_record(), 2 * 86400)
+
+    # --- the jsapi ticket ------------------------------------------------------------
+    def _refresh_ticket_if_due(
+        self, app: AppConfig, request: RefreshRequest, deadline: Deadline
+    ) -> str | None:
+        """Refresh the jsapi ticket when the token is newer than it, or it runs low.
+
+        Returns an error line for the report, or ``None``. The ticket is fetched with the
+        stored token, so it always pairs with what readers see.
+        """
+        if not app.jsapi_ticket:
+            return None
+        try:
+            token = self._read_token(app.appid)
+            if token is None:
+                return None  # the token's own failure is already reported
+            now = self._clock()
+            raw = self._store.read(app.appid, RecordName.JSAPI_TICKET)
+            ticket = Credential.from_record(RecordName.JSAPI_TICKET, raw) if raw else None
+            due = (
+                ticket is None
+                or ticket.fetched_at < token.fetched_at
+                or ticket.seconds_left(now) < self._settings.guard_margin_seconds
+                or (request.trigger is Trigger.FORCE and ticket.fetched_at < request.requested_at)
+            )
+            if not due:
+                return None
+            with self._store.lease(app.appid, self._settings.lease_seconds):
+                asked_at = self._clock()
+                grant = self._wechat.jsapi_ticket(token.value, deadline=deadline)
+                fetched_at = self._fetched_at_after(token, ticket)
+                credential = self._credential(grant, asked_at, fetched_at)
+                self._check_lifetime(app.appid, credential, fetched_at)
+                self._store.write_if_newer(
+                    app.appid,
+                    RecordName.JSAPI_TICKET,
+                    credential.to_record(RecordName.JSAPI_TICKET),
+                    credential.seconds_left(fetched_at),
+                )
+            logger.info("jsapi ticket refreshed", extra={"appid": app.appid, "expires_in": grant.expires_in})
+            return None
+        except LeaseBusyError:
+            return None  # whoever holds the lease is refreshing this app right now
+        except WxTokenError as exc:
+            logger.error(
+                "jsapi ticket refresh failed",
+                extra={"appid": app.appid, "error_type": type(exc).__name__, "error": str(exc)},
+            )
+            return f"jsapi_ticket: {type(exc).__name__}: {exc}"
+
+    # --- decisions -------------------------------------------------------------------
+    def _reason_to_refresh(self, request: RefreshRequest, stored: Credential | None) -> str | None:
+        now = self._clock()
+        if stored is None:
+            return "no token stored"
+        if stored.seconds_left(now) <= 0:
+            return "stored token expired"
+        match request.trigger:
+            case Trigger.GUARD:
+                if stored.seconds_left(now) < self._settings.guard_margin_seconds:
+                    return f"stored token expires in {int(stored.seconds_left(now))}s"
+                return None
+            case Trigger.COMPARE:
+                return (
+                    "stored token was rejected by WeChat" if stored.value == request.invalid_token else None
+                )
+            case Trigger.SCHEDULED | Trigger.FORCE:
+                return None if stored.fetched_at >= request.requested_at else request.trigger.value
+        return None  # pragma: no cover - every trigger is matched above
+
+    def _why_not(self, request: RefreshRequest, stored: Credential | None) -> str:
+        if request.trigger is Trigger.GUARD:
+            return "stored token is not near expiry"
+        if request.trigger is Trigger.COMPARE:
+            return "stored token differs from the rejected one: already refreshed"
+        return "refreshed by a concurrent run after this request was made"
+
+    def _read_token(self, appid: str) -> Credential | None:
+        raw = self._store.read(appid, RecordName.ACCESS_TOKEN)
+        return Credential.from_record(RecordName.ACCESS_TOKEN, raw) if raw else None
+
+    def _fetched_at_after(self, *previous: Credential | None) -> float:
+        """Now, but strictly after every given record (clocks of containers differ)."""
+        return max([self._clock(), *(p.fetched_at + 0.001 for p in previous if p is not None)])
+
+    @staticmethod
+    def _credential(grant: Grant, asked_at: float, fetched_at: float) -> Credential:
+        # WeChat's clock started before its answer reached us: count the lifetime from
+        # when we asked, so expires_at is never later than WeChat's own.
+        return Credential(
+            value=grant.value,
+            expires_at=int(asked_at) + grant.expires_in,
+            fetched_at=round(fetched_at, 3),
+        )

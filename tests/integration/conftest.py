@@ -1,0 +1,95 @@
+"""A whole refresh system per test: apps secret in moto, a real store, the WeChat stand-in.
+
+``system`` is parametrized over both stores, so every refresh behaviour is pinned on SSM
+(moto) and on a real Redis server alike.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+import pytest
+
+from tests.fixtures.wechat import APPID_A, APPID_B, SECRET_A, SECRET_B
+from wxtoken.apps import AppsSource
+from wxtoken.config import Settings
+from wxtoken.refresh import Refresher
+from wxtoken.store import open_store
+from wxtoken.store.base import Credential, RecordName, TokenStore
+from wxtoken.wiring import build_refresher
+
+APPS_SECRET_ID = "wxtoken/apps"
+
+
+@dataclass
+class System:
+    kind: str
+    env: dict[str, str]
+    wechat: Any
+    clock: Any
+    aws: Any
+    apps: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def settings(self) -> Settings:
+        return Settings.from_env(self.env)
+
+    def put_apps(self, apps: dict[str, dict[str, Any]]) -> None:
+        self.apps = apps
+        self.aws.client("secretsmanager").put_secret_value(
+            SecretId=APPS_SECRET_ID, SecretString=json.dumps(apps)
+        )
+
+    def store(self) -> TokenStore:
+        return open_store(self.settings, clock=self.clock)
+
+    def refresher(self, **env_overrides: str) -> Refresher:
+        settings = Settings.from_env({**self.env, **env_overrides})
+        apps = AppsSource(settings.apps_secret_id, max_age=0)
+        return build_refresher(settings, clock=self.clock, apps=apps)
+
+    def stored(self, appid: str, name: RecordName = RecordName.ACCESS_TOKEN) -> Credential | None:
+        raw = self.store().read(appid, name)
+        return Credential.from_record(name, raw) if raw else None
+
+    def raw(self, appid: str, name: RecordName = RecordName.ACCESS_TOKEN) -> str | None:
+        """The stored bytes, straight from the backend, as another language would read them."""
+        if self.kind == "ssm":
+            ssm = self.aws.client("ssm")
+            try:
+                answer = ssm.get_parameter(Name=f"/wxtoken/{appid}/{name}", WithDecryption=True)
+            except ssm.exceptions.ParameterNotFound:
+                return None
+            return answer["Parameter"]["Value"]
+        import redis
+
+        value = redis.Redis.from_url(self.env["REDIS_URL"]).get(f"wxtoken:{{{appid}}}:{name}")
+        return value.decode() if value else None
+
+
+@pytest.fixture(params=["ssm", "redis"])
+def system(request, aws, wechat, clock, monkeypatch) -> System:
+    env = {
+        "WECHAT_APPS_SECRET_ID": APPS_SECRET_ID,
+        "TOKEN_STORE": request.param,
+        "WECHAT_API_BASE": wechat.base_url,
+        "WECHAT_READ_TIMEOUT": "0.5",
+        "WECHAT_CONNECT_TIMEOUT": "0.5",
+        "WECHAT_MAX_ATTEMPTS": "3",
+        "APPS_SECRET_CACHE_SECONDS": "1",
+    }
+    if request.param == "redis":
+        env["REDIS_URL"] = request.getfixturevalue("redis_url")
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    aws.client("secretsmanager").create_secret(Name=APPS_SECRET_ID, SecretString="{}")
+    system = System(request.param, env, wechat, clock, aws)
+    system.put_apps(
+        {
+            APPID_A: {"app_secret": SECRET_A, "jsapi_ticket": True},
+            APPID_B: {"app_secret": SECRET_B},
+        }
+    )
+    return system
