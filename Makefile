@@ -1,0 +1,107 @@
+# The targets the README names. A fresh clone needs only Python 3.13 (the Lambda runtime)
+# and redis-server (the integration tests start one); everything else lands in two
+# virtualenvs: .venv for tests and tooling, .venv-sam for the SAM CLI and cfn-lint (the SAM
+# CLI pins boto3 exactly, so it cannot share .venv).
+
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+.DELETE_ON_ERROR:
+
+VENV ?= .venv
+SAM_VENV ?= .venv-sam
+SAM := $(SAM_VENV)/bin/sam
+CFN_LINT := $(SAM_VENV)/bin/cfn-lint
+
+# Regions cfn-lint checks the template against: a commercial region and AWS China.
+LINT_REGIONS ?= us-east-1 cn-north-1
+
+# The SAM CLI sends no telemetry and, for validate, needs no credentials; a region is enough.
+export SAM_CLI_TELEMETRY := 0
+
+# Python 3.13: `python3.13` if it runs, else the newest 3.13.x pyenv has installed (pyenv's
+# shim for python3.13 fails unless that version is selected).
+ifndef PYTHON313
+PYTHON313 := $(shell \
+	if python3.13 -c '' >/dev/null 2>&1; then \
+		python3.13 -c 'import sys; print(sys.executable)'; \
+	elif command -v pyenv >/dev/null 2>&1; then \
+		v=$$(pyenv versions --bare 2>/dev/null | grep -E '^3\.13(\.[0-9]+)?$$' | sort -t. -k3,3n | tail -n1); \
+		if [ -n "$$v" ]; then PYENV_VERSION=$$v pyenv exec python3.13 -c 'import sys; print(sys.executable)'; fi; \
+	fi 2>/dev/null)
+endif
+
+define require_python313
+	@if [ -z "$(PYTHON313)" ]; then \
+		echo "error: Python 3.13 not found (the Lambda runtime is python3.13)." >&2; \
+		echo "  Install it (e.g. 'pyenv install 3.13' or your package manager), or tell" >&2; \
+		echo "  make where it is: make <target> PYTHON313=/path/to/python3.13" >&2; \
+		exit 1; \
+	fi
+endef
+
+# Creates $(1) with Python 3.13 unless it already is a 3.13 virtualenv.
+define make_venv
+	$(require_python313)
+	@if ! $(1)/bin/python -c 'import sys; sys.exit(sys.version_info[:2] != (3, 13))' 2>/dev/null; then \
+		echo "creating $(1) with $(PYTHON313)"; \
+		rm -rf $(1); \
+		$(PYTHON313) -m venv $(1); \
+	fi
+	$(1)/bin/python -m pip install --quiet --upgrade pip
+endef
+
+.PHONY: help
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F ':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+.PHONY: venv
+venv: $(VENV)/.installed ## Create .venv (Python 3.13) with the test and lint tools
+
+# Re-runs only when a requirements file changes.
+$(VENV)/.installed: requirements-dev.txt layers/wxtoken/requirements.txt
+	$(call make_venv,$(VENV))
+	$(VENV)/bin/python -m pip install --quiet -r requirements-dev.txt
+	@touch $@
+
+.PHONY: sam-venv
+sam-venv: $(SAM_VENV)/.installed ## Create .venv-sam with the SAM CLI and cfn-lint
+
+$(SAM_VENV)/.installed: requirements-sam.txt
+	$(call make_venv,$(SAM_VENV))
+	$(SAM_VENV)/bin/python -m pip install --quiet -r requirements-sam.txt
+	@touch $@
+
+.PHONY: test
+test: venv ## Lint, type-check and run every test (unit and integration)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	@# explicit_package_bases (pyproject.toml) names each handler functions.<name>.app,
+	@# so the functions' app.py files do not clash.
+	$(VENV)/bin/mypy layers/wxtoken/wxtoken functions
+	@# pytest exits 5 when it collects no tests; like any non-zero status, that fails make.
+	$(VENV)/bin/pytest
+
+.PHONY: validate
+validate: sam-venv ## Validate template.yaml (sam validate --lint, cfn-lint incl. AWS China)
+	AWS_DEFAULT_REGION=us-east-1 $(SAM) validate --lint
+	$(CFN_LINT) --regions $(LINT_REGIONS) -- template.yaml
+
+.PHONY: build
+build: sam-venv ## sam build: the layer (arm64 wheels) and the functions into .aws-sam/
+	$(require_python313)
+	@# sam build looks up python3.13 on PATH; put the real interpreter first.
+	PATH="$(dir $(PYTHON313)):$$PATH" $(SAM) build
+
+.PHONY: ci
+ci: test validate build ## What CI runs (.ci/run)
+
+.PHONY: clean
+clean: ## Remove build output and tool caches (keeps the virtualenvs)
+	rm -rf .aws-sam .pytest_cache .ruff_cache .mypy_cache .hypothesis
+	find . -path ./$(VENV) -prune -o -path ./$(SAM_VENV) -prune -o \
+		-name __pycache__ -type d -prune -exec rm -rf {} +
+
+.PHONY: distclean
+distclean: clean ## clean, and remove both virtualenvs
+	rm -rf $(VENV) $(SAM_VENV)

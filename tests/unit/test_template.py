@@ -1,0 +1,221 @@
+"""What a deployer relies on in template.yaml: the handler exists, the schedules match the
+settings, every variable reaches Settings, IAM stays scoped, and the printed commands work."""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from wxtoken.config import Settings
+from wxtoken.refresh import Trigger
+from wxtoken.refresh_events import parse_refresh_event
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATE = ROOT / "template.yaml"
+CONFIG_SOURCE = ROOT / "layers" / "wxtoken" / "wxtoken" / "config.py"
+LOCAL_ENV = ROOT / "events" / "env.json"
+
+# WeChat keeps the previous token valid for 5 minutes after a new one is minted.
+WECHAT_OVERLAP_SECONDS = 300
+WXTOKEN_PREFIXES = ("WECHAT_", "TOKEN_", "REDIS_", "GUARD_", "REFRESH_")
+
+
+class CloudFormationLoader(yaml.SafeLoader):
+    """A SafeLoader that reads CloudFormation short tags as their long form (!Ref → Ref)."""
+
+
+def _intrinsic(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dict[str, Any]:
+    value: Any
+    if isinstance(node, yaml.ScalarNode):
+        value = loader.construct_scalar(node)
+    elif isinstance(node, yaml.SequenceNode):
+        value = loader.construct_sequence(node, deep=True)
+    else:
+        value = loader.construct_mapping(node, deep=True)
+    if suffix in ("Ref", "Condition"):
+        return {suffix: value}
+    if suffix == "GetAtt" and isinstance(value, str):
+        value = value.split(".", 1)
+    return {f"Fn::{suffix}": value}
+
+
+CloudFormationLoader.add_multi_constructor("!", _intrinsic)
+
+
+@pytest.fixture(scope="module")
+def template() -> dict[str, Any]:
+    return yaml.load(TEMPLATE.read_text(encoding="utf-8"), Loader=CloudFormationLoader)  # noqa: S506
+
+
+@pytest.fixture(scope="module")
+def refresh(template: dict[str, Any]) -> dict[str, Any]:
+    return template["Resources"]["RefreshTokenFunction"]["Properties"]
+
+
+@pytest.fixture(scope="module")
+def refresh_env(template: dict[str, Any], refresh: dict[str, Any]) -> dict[str, Any]:
+    """The refresh function's variables: Globals, overridden by the function's own."""
+    env = dict(template["Globals"]["Function"]["Environment"]["Variables"])
+    env.update(refresh.get("Environment", {}).get("Variables", {}))
+    return env
+
+
+def rate_seconds(expression: str) -> int:
+    match = re.fullmatch(r"rate\((\d+) (minute|minutes|hour|hours)\)", expression)
+    assert match, f"not a rate() expression: {expression}"
+    return int(match[1]) * (60 if match[2].startswith("minute") else 3600)
+
+
+def strings(node: Any) -> Iterator[str]:
+    if isinstance(node, str):
+        yield node
+    elif isinstance(node, dict):
+        for value in node.values():
+            yield from strings(value)
+    elif isinstance(node, list):
+        for value in node:
+            yield from strings(value)
+
+
+def statements(template: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """Every IAM statement of every role, with its !If unwrapped (NoValue branches skipped)."""
+    for resource in template["Resources"].values():
+        if resource["Type"] != "AWS::IAM::Role":
+            continue
+        for policy in resource["Properties"].get("Policies", []):
+            for statement in policy["PolicyDocument"]["Statement"]:
+                if "Fn::If" in statement:
+                    yield from (b for b in statement["Fn::If"][1:] if b != {"Ref": "AWS::NoValue"})
+                else:
+                    yield statement
+
+
+def output_command(template: dict[str, Any], name: str) -> str:
+    value = template["Outputs"][name]["Value"]["Fn::Sub"]
+    return value if isinstance(value, str) else value[0]
+
+
+def test_refresh_handler_is_a_function_in_the_code_uri(refresh):
+    module, function = refresh["Handler"].rsplit(".", 1)
+    source = ROOT / refresh["CodeUri"] / f"{module.replace('.', '/')}.py"
+    assert source.is_file(), f"{refresh['Handler']} names {source}, which does not exist"
+    tree = ast.parse(source.read_text(encoding="utf-8"))
+    top_level = {node.name for node in tree.body if isinstance(node, ast.FunctionDef)}
+    assert function in top_level
+
+
+def test_refresh_schedule_fires_every_refresh_period(refresh, refresh_env):
+    schedule = refresh["Events"]["Schedule"]
+    assert schedule["Type"] == "ScheduleV2"
+    assert schedule["Properties"]["ScheduleExpression"] == "rate(115 minutes)"
+    period = rate_seconds(schedule["Properties"]["ScheduleExpression"])
+    assert period == int(refresh_env["REFRESH_PERIOD_SECONDS"])
+
+
+def test_guard_schedule_fires_every_guard_period(refresh, refresh_env):
+    guard = refresh["Events"]["Guard"]
+    assert guard["Type"] == "ScheduleV2"
+    assert rate_seconds(guard["Properties"]["ScheduleExpression"]) == int(refresh_env["GUARD_PERIOD_SECONDS"])
+
+
+def test_guard_acts_only_after_the_scheduled_refresh_should_have_run(refresh_env):
+    # The 115-minute run leaves WECHAT_OVERLAP_SECONDS; a margin under that keeps the
+    # guard out of the healthy path.
+    assert int(refresh_env["GUARD_MARGIN_SECONDS"]) < WECHAT_OVERLAP_SECONDS
+
+
+def test_template_timings_are_the_ones_settings_reads(refresh_env):
+    literal = {name: value for name, value in refresh_env.items() if isinstance(value, str)}
+    settings = Settings.from_env({**literal, "WECHAT_APPS_SECRET_ID": "wxtoken/apps"})
+    assert settings.schedule_period_seconds == 115 * 60
+    assert settings.guard_period_seconds == 60
+    assert settings.guard_margin_seconds == int(refresh_env["GUARD_MARGIN_SECONDS"])
+
+
+@pytest.mark.parametrize(("event", "trigger"), [("Schedule", Trigger.SCHEDULED), ("Guard", Trigger.GUARD)])
+def test_schedule_input_is_a_payload_the_handler_accepts(refresh, event, trigger):
+    raw = refresh["Events"][event]["Properties"]["Input"]
+    # EventBridge Scheduler fills in its context attributes before invoking.
+    raw = raw.replace("<aws.scheduler.scheduled-time>", "2026-11-23T08:00:00Z")
+    assert parse_refresh_event(json.loads(raw)).trigger is trigger
+
+
+@pytest.mark.parametrize("event", ["Schedule", "Guard"])
+def test_schedules_give_up_before_the_next_run_and_keep_what_they_drop(refresh, event):
+    properties = refresh["Events"][event]["Properties"]
+    assert properties["FlexibleTimeWindow"] == {"Mode": "OFF"}
+    assert properties["RetryPolicy"]["MaximumEventAgeInSeconds"] <= WECHAT_OVERLAP_SECONDS
+    assert properties["DeadLetterConfig"]
+    assert properties.get("OmitName") is True, "a fixed schedule name clashes between stacks"
+
+
+def test_failed_refresh_runs_land_in_the_failure_queue(template, refresh):
+    config = refresh["EventInvokeConfig"]
+    assert config["DestinationConfig"]["OnFailure"]["Destination"] == {
+        "Fn::GetAtt": ["RefreshFailureQueue", "Arn"]
+    }
+    queue = template["Resources"]["RefreshFailureQueue"]["Properties"]
+    assert queue["SqsManagedSseEnabled"] is True
+    assert queue["MessageRetentionPeriod"] == 14 * 24 * 3600
+
+
+def test_every_wxtoken_variable_is_read_by_settings(refresh_env):
+    source = CONFIG_SOURCE.read_text(encoding="utf-8")
+    names = [name for name in refresh_env if name.startswith(WXTOKEN_PREFIXES)]
+    assert "WECHAT_APPS_SECRET_ID" in names
+    unread = [name for name in names if f'"{name}"' not in source]
+    assert not unread, f"template sets variables Settings.from_env never reads: {unread}"
+
+
+def test_local_env_file_only_sets_variables_the_template_declares(refresh_env):
+    # sam local invoke --env-vars silently ignores variables the template does not declare.
+    local = json.loads(LOCAL_ENV.read_text(encoding="utf-8"))
+    undeclared = set(local["RefreshTokenFunction"]) - set(refresh_env)
+    assert not undeclared
+
+
+def test_every_arn_names_the_partition(template):
+    # Parameters are left out: their AllowedPatterns match ARNs of every partition.
+    checked = {key: template[key] for key in ("Globals", "Resources", "Outputs", "Conditions")}
+    hardcoded = [s for s in strings(checked) if re.search(r"arn:(?!\$\{AWS::Partition\}:)", s)]
+    assert not hardcoded, f"use arn:${{AWS::Partition}}: (aws-cn, aws-us-gov): {hardcoded}"
+
+
+def test_ssm_permissions_are_scoped_to_the_token_prefix(template):
+    ssm = [s for s in statements(template) if any(a.startswith("ssm:") for a in s["Action"])]
+    assert len(ssm) == 1
+    assert sorted(ssm[0]["Action"]) == ["ssm:DeleteParameter", "ssm:GetParameter", "ssm:PutParameter"]
+    prefix_arn = "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter${TokenParameterPrefix}"
+    assert ssm[0]["Resource"] == {"Fn::Sub": f"{prefix_arn}/*"}
+
+
+def test_no_statement_grants_every_resource(template):
+    wildcards = [s for s in statements(template) if "*" in strings(s["Resource"])]
+    assert not wildcards
+
+
+@pytest.mark.parametrize(
+    ("output", "payload"),
+    [
+        ("ForcedRefreshCommand", {"force": True}),
+        ("ForcedRefreshOneAppCommand", {"force": True, "appid": "wx…"}),
+    ],
+)
+def test_forced_refresh_commands_send_a_force_payload(template, output, payload):
+    command = output_command(template, output)
+    assert command.startswith("aws lambda invoke --function-name ${RefreshTokenFunction} ")
+    assert "--cli-binary-format raw-in-base64-out" in command
+    assert command.endswith(" /dev/stdout")
+    match = re.search(r"--payload '([^']*)'", command)
+    assert match, command
+    assert json.loads(match[1]) == payload
+    assert parse_refresh_event(payload).trigger is Trigger.FORCE
+    if output == "ForcedRefreshCommand":
+        assert '"force": true' in command
