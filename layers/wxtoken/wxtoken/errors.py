@@ -92,3 +92,31 @@ class RefreshFailedError(WxTokenError):
 
     The message is the whole report (JSON), which the on-failure destination keeps.
     """
+
+
+class RefreshRequestError(WxTokenError):
+    """A reader asked the refresh function for a compare-and-refresh, and it failed."""
+
+
+class TokenUnavailableError(WxTokenError):
+    """The store holds no usable token (or ticket) for the app: nothing to hand out."""
+
+
+class SignatureMismatch(BadRequest):
+    """The request is not signed by WeChat: signature missing or wrong, or the timestamp is stale (403)."""
+
+
+class PayloadTooLarge(BadRequest):
+    """The request body is larger than any callback WeChat sends (413)."""
+
+
+class MalformedMessage(BadRequest):
+    """The body is not a message WeChat would send: bad XML, a DTD or entity, a ciphertext that
+    does not decrypt to this app's message (400).
+
+    Every cause carries the same short message on purpose, so a caller learns nothing about
+    which check failed.
+    """
+
+    def __init__(self, message: str = "malformed message") -> None:
+        super().__init__(message)
