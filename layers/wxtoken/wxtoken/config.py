@@ -54,6 +54,14 @@ class Settings:
     http_max_attempts: int = 4
     secret_cache_seconds: int = 300
     refresh_function_name: str | None = None
+    # Webhook
+    webhook_max_body_bytes: int = 1024 * 1024
+    webhook_timestamp_window_seconds: int = 300
+    # WeChat drops a callback that gets no answer in 5 s; leave room for the rest.
+    webhook_handler_timeout_seconds: float = 4.0
+    dedup_table: str | None = None
+    # WeChat retries a callback 3 times within about 15 s; keep answers a good while longer.
+    dedup_seconds: int = 3600
 
     @property
     def min_stored_lifetime_seconds(self) -> int:
@@ -101,6 +109,11 @@ class Settings:
             http_max_attempts=_int(env, "WECHAT_MAX_ATTEMPTS", 4),
             secret_cache_seconds=_int(env, "APPS_SECRET_CACHE_SECONDS", 300),
             refresh_function_name=env.get("REFRESH_FUNCTION_NAME", "").strip() or None,
+            webhook_max_body_bytes=_int(env, "WEBHOOK_MAX_BODY_BYTES", 1024 * 1024),
+            webhook_timestamp_window_seconds=_int(env, "WEBHOOK_TIMESTAMP_WINDOW_SECONDS", 300),
+            webhook_handler_timeout_seconds=_float(env, "WEBHOOK_HANDLER_TIMEOUT_SECONDS", 4.0),
+            dedup_table=env.get("DEDUP_TABLE", "").strip() or None,
+            dedup_seconds=_int(env, "DEDUP_SECONDS", 3600),
         )
 
 

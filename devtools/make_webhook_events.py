@@ -1,0 +1,59 @@
+"""Regenerates events/webhook_*.json: signed WeChat callbacks for `sam local invoke` and tests.
+
+    .venv/bin/python -m devtools.make_webhook_events
+
+They are signed for the app in events/env.json's sample apps secret (appid
+wx1111111111111111, Token ``wxtokenlocal``, Tencent's published sample EncodingAESKey) with
+a fixed timestamp; env.json widens WEBHOOK_TIMESTAMP_WINDOW_SECONDS so they stay valid.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from devtools.wechat_player import WeChatPlayer, apigw_event, event_xml, text_xml
+
+APPID = "wx1111111111111111"
+TOKEN = "wxtokenlocal"
+AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
+TIMESTAMP = 1795420800  # 2026-11-23T08:00:00Z
+EVENTS = Path(__file__).parents[1] / "events"
+
+
+def main() -> None:
+    player = WeChatPlayer(APPID, TOKEN, AES_KEY)
+    path = f"/wechat/{APPID}"
+    fixed = {"timestamp": TIMESTAMP, "nonce": "1234567890"}
+    events = {
+        "webhook_verify.json": apigw_event("GET", path, player.verification("echo-1234567890", **fixed)),
+        "webhook_text.json": apigw_event(
+            "POST", path, *player.message(text_xml("hello", create_time=TIMESTAMP), **fixed)
+        ),
+        "webhook_text_safe_mode.json": apigw_event(
+            "POST",
+            path,
+            *player.message(
+                text_xml("hello, safe mode", msg_id=1234567890123457, create_time=TIMESTAMP),
+                encrypted=True,
+                **fixed,
+            ),
+        ),
+        "webhook_subscribe.json": apigw_event(
+            "POST",
+            path,
+            *player.message(event_xml("subscribe", event_key="qrscene_42", create_time=TIMESTAMP), **fixed),
+        ),
+        "webhook_token_api.json": apigw_event(
+            "GET", f"/token/{APPID}", iam_user_arn="arn:aws:iam::123456789012:user/your-service"
+        ),
+    }
+    for name, event in events.items():
+        event["requestContext"]["requestId"] = f"req-{name.removesuffix('.json')}"
+        event["requestContext"]["timeEpoch"] = TIMESTAMP * 1000
+        (EVENTS / name).write_text(json.dumps(event, indent=2, ensure_ascii=False) + "\n")
+        print("wrote", EVENTS / name)
+
+
+if __name__ == "__main__":
+    main()

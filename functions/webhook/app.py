@@ -1,0 +1,122 @@
+"""Webhook Lambda behind an API Gateway HTTP API (payload v2). Routes, all in one place:
+
+- ``GET  /wechat/{appid}``  WeChat's URL verification (answers ``echostr``)
+- ``POST /wechat/{appid}``  messages and events, plain / safe / compatible mode
+- ``GET  /token/{appid}``   the central-control token API for your other servers (AWS_IAM)
+
+Business handlers live in ``handlers.py`` next to this file. Bad input gets a short 4xx,
+never a 5xx; message bodies and secrets are never logged.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from functools import cache
+from typing import Any
+
+from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from handlers import router
+
+from wxtoken.errors import (
+    BadRequest,
+    MalformedMessage,
+    PayloadTooLarge,
+    SignatureMismatch,
+    TokenUnavailableError,
+    UnknownAppError,
+)
+from wxtoken.observability import logger
+from wxtoken.webhook_wiring import WebhookRuntime, build_webhook_runtime
+
+app = APIGatewayHttpResolver()
+
+
+@cache
+def runtime() -> WebhookRuntime:
+    """Built on the first request of a container and kept while it is warm."""
+    return build_webhook_runtime(router)
+
+
+@app.get("/wechat/<appid>")
+def verify_url(appid: str) -> Response[str]:
+    echostr = runtime().webhook.verify_url(appid, app.current_event.query_string_parameters or {})
+    return Response(200, "text/plain", echostr)
+
+
+@app.post("/wechat/<appid>")
+def receive(appid: str) -> Response[str]:
+    answer = runtime().webhook.receive(appid, app.current_event.query_string_parameters or {}, _body())
+    return Response(200, answer.content_type, answer.body)
+
+
+@app.get("/token/<appid>")
+def token(appid: str) -> Response[dict[str, Any]]:
+    # The route has AWS_IAM authorization in the template; refuse anything that did not
+    # come through it (a misconfigured route, a direct invoke without an IAM identity).
+    authorizer = (app.current_event.raw_event.get("requestContext") or {}).get("authorizer") or {}
+    if not (authorizer.get("iam") or {}).get("userArn"):
+        raise SignatureMismatch("forbidden")
+    runtime().apps.get(appid)  # UnknownAppError → 404
+    credential = runtime().tokens.credential(appid)
+    return Response(
+        200,
+        "application/json",
+        {"access_token": credential.value, "expires_at": credential.expires_at},
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+def _body() -> bytes:
+    event = app.current_event
+    raw = event.raw_event.get("body") or ""
+    limit = runtime().settings.webhook_max_body_bytes
+    if len(raw) > limit * 4 // 3 + 4:  # even base64 would decode to more than the limit
+        raise PayloadTooLarge("payload too large")
+    if event.is_base64_encoded:
+        try:
+            return base64.b64decode(raw, validate=True)
+        except (binascii.Error, ValueError):
+            raise MalformedMessage("malformed message") from None
+    return raw.encode("utf-8")
+
+
+def _plain(status: int, text: str) -> Response[str]:
+    return Response(status, "text/plain", text)
+
+
+@app.exception_handler(SignatureMismatch)
+def _forbidden(exc: SignatureMismatch) -> Response[str]:
+    logger.info("request refused", extra={"reason": "signature", "path": app.current_event.path})
+    return _plain(403, "forbidden")
+
+
+@app.exception_handler(UnknownAppError)
+def _unknown_app(exc: UnknownAppError) -> Response[str]:
+    logger.info("request refused", extra={"reason": "unknown_app", "path": app.current_event.path})
+    return _plain(404, "unknown app")
+
+
+@app.exception_handler(PayloadTooLarge)
+def _too_large(exc: PayloadTooLarge) -> Response[str]:
+    logger.info("request refused", extra={"reason": "too_large", "path": app.current_event.path})
+    return _plain(413, "payload too large")
+
+
+@app.exception_handler(BadRequest)
+def _bad_request(exc: BadRequest) -> Response[str]:
+    logger.info("request refused", extra={"reason": "malformed", "path": app.current_event.path})
+    return _plain(400, "bad request")
+
+
+@app.exception_handler(TokenUnavailableError)
+def _no_token(exc: TokenUnavailableError) -> Response[str]:
+    logger.error("no valid token stored", extra={"path": app.current_event.path, "error": str(exc)})
+    return _plain(503, "token unavailable")
+
+
+@logger.inject_lambda_context(log_event=False, correlation_id_path="requestContext.requestId")
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    runtime().register_context(context)
+    return app.resolve(event, context)

@@ -1,0 +1,78 @@
+"""Dedup of WeChat's retries across containers, on powertools Idempotency.
+
+WeChat retries a callback it got no answer to (up to 3 times within ~15 s), possibly
+reaching another container. The first delivery's answer is kept in Redis (when that is the
+token store) or DynamoDB (``DEDUP_TABLE``, when the store is SSM), keyed by MsgId or, for
+events, FromUserName + CreateTime + Event; a retry gets the same answer without running
+the business handler again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig, idempotent_function
+from aws_lambda_powertools.utilities.idempotency.exceptions import (
+    IdempotencyAlreadyInProgressError,
+    IdempotencyPersistenceLayerError,
+)
+
+from wxtoken.observability import logger
+from wxtoken.wechat.replies import SUCCESS
+
+
+class PowertoolsDeduplicator:
+    """Runs ``produce`` once per key within ``expires_after_seconds``."""
+
+    def __init__(self, persistence_store: Any, *, expires_after_seconds: int) -> None:
+        self.config = IdempotencyConfig(
+            event_key_jmespath="key",
+            expires_after_seconds=expires_after_seconds,
+            raise_on_no_idempotency_key=True,
+            use_local_cache=True,
+        )
+
+        @idempotent_function(
+            data_keyword_argument="delivery", persistence_store=persistence_store, config=self.config
+        )
+        def answer_once(*, delivery: dict[str, str], produce: Callable[[], str]) -> dict[str, str]:
+            return {"answer": produce()}
+
+        self._answer_once = answer_once
+
+    def register_context(self, context: Any) -> None:
+        """Lets powertools expire an in-progress record with the invocation's deadline."""
+        self.config.register_lambda_context(context)
+
+    def once(self, key: str, produce: Callable[[], str]) -> str:
+        try:
+            result = self._answer_once(delivery={"key": key}, produce=produce)
+        except IdempotencyAlreadyInProgressError:
+            # The first delivery is still being handled in another container; its answer
+            # will not reach WeChat in time anyway. Nothing runs twice.
+            logger.info("duplicate delivery while the first is in progress; answered success")
+            return SUCCESS
+        except IdempotencyPersistenceLayerError as exc:
+            # The dedup store is down: better a rare double reply than a lost message.
+            logger.warning(
+                "dedup store unavailable; handling without dedup", extra={"error": type(exc).__name__}
+            )
+            return produce()
+        return str(result["answer"])
+
+
+def redis_deduplicator(client: Any, *, expires_after_seconds: int) -> PowertoolsDeduplicator:
+    from aws_lambda_powertools.utilities.idempotency.persistence.cache import CachePersistenceLayer
+
+    return PowertoolsDeduplicator(
+        CachePersistenceLayer(client=client), expires_after_seconds=expires_after_seconds
+    )
+
+
+def dynamodb_deduplicator(table_name: str, *, expires_after_seconds: int) -> PowertoolsDeduplicator:
+    from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
+
+    return PowertoolsDeduplicator(
+        DynamoDBPersistenceLayer(table_name=table_name), expires_after_seconds=expires_after_seconds
+    )

@@ -1,0 +1,186 @@
+"""WeChat's server callbacks: URL verification and messages, plain, safe and compatible mode.
+
+The order of checks is the order of cost: size, app, timestamp, signature (always — also
+in plain mode, which one well-known SDK skips), then decrypt and parse. Every failure is a
+typed :class:`~wxtoken.errors.BadRequest` the handler maps to a short 4xx.
+
+The business handler (see :mod:`wxtoken.dispatch`) runs once per delivery: WeChat retries a
+callback up to 3 times, so answers are kept by a :class:`Deduplicator` and a retry gets the
+same answer. It also runs against a deadline: WeChat drops an answer after 5 s and shows
+users "该公众号暂时无法提供服务", so an overrunning handler is answered ``success`` in time.
+"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass
+from typing import Protocol
+
+from wxtoken.apps import AppConfig, AppsSource
+from wxtoken.config import Settings
+from wxtoken.dispatch import MessageRouter
+from wxtoken.errors import MalformedMessage, PayloadTooLarge, SignatureMismatch, UnknownAppError
+from wxtoken.observability import logger
+from wxtoken.wechat.crypto import MessageCrypto
+from wxtoken.wechat.messages import Event, Message, parse_encrypted_envelope, parse_message
+from wxtoken.wechat.replies import SUCCESS, encrypted_reply, reply_to
+from wxtoken.wechat.signature import sha1_signature, verify_signature
+
+# Business handlers that overrun keep running here after the answer went out.
+_HANDLER_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="wxtoken-handler")
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookResponse:
+    body: str
+    content_type: str = "text/plain; charset=utf-8"
+
+
+class Deduplicator(Protocol):
+    def once(self, key: str, produce: Callable[[], str]) -> str:
+        """``produce()``'s answer for the first delivery of ``key``; the same answer after."""
+        ...
+
+
+class NoDeduplication:
+    """For local runs without a dedup store: every delivery runs the handler."""
+
+    def once(self, key: str, produce: Callable[[], str]) -> str:
+        return produce()
+
+
+class Webhook:
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        apps: AppsSource,
+        router: MessageRouter,
+        dedup: Deduplicator,
+        clock: Callable[[], float] = time.time,
+        on_outcome: Callable[[str, Message | None], None] | None = None,
+    ) -> None:
+        self._settings = settings
+        self._apps = apps
+        self._router = router
+        self._dedup = dedup
+        self._clock = clock
+        self._on_outcome = on_outcome or (lambda _what, _message: None)
+        self._cryptos: dict[tuple[str, str], MessageCrypto] = {}
+        self._cryptos_lock = threading.Lock()
+
+    # --- GET: URL verification -------------------------------------------------------
+    def verify_url(self, appid: str, query: Mapping[str, str]) -> str:
+        """The ``echostr`` to send back unchanged, once the signature checks out."""
+        app = self._app(appid)
+        timestamp, nonce = self._fresh_timestamp(query)
+        verify_signature(query.get("signature"), self._token(app), timestamp, nonce)
+        echostr = query.get("echostr")
+        if not echostr:
+            raise MalformedMessage("malformed message")
+        return echostr
+
+    # --- POST: messages and events ---------------------------------------------------
+    def receive(self, appid: str, query: Mapping[str, str], body: bytes) -> WebhookResponse:
+        if len(body) > self._settings.webhook_max_body_bytes:
+            raise PayloadTooLarge("payload too large")
+        app = self._app(appid)
+        token = self._token(app)
+        timestamp, nonce = self._fresh_timestamp(query)
+        verify_signature(query.get("signature"), token, timestamp, nonce)
+
+        crypto: MessageCrypto | None = None
+        if query.get("encrypt_type", "raw").lower() == "aes":
+            # Safe and compatible mode: the encrypted part is the one that counts.
+            crypto = self._crypto(app)
+            _to_user, encrypt = parse_encrypted_envelope(body)
+            verify_signature(query.get("msg_signature"), token, timestamp, nonce, encrypt)
+            message = parse_message(crypto.decrypt(encrypt))
+        else:
+            message = parse_message(body)
+
+        logger.info(
+            "message received",
+            extra={"appid": appid, "msg_type": message.msg_type, "event": _event_of(message)},
+        )
+        answer = self._dedup.once(f"{appid}:{message.dedup_key}", lambda: self._answer(appid, message))
+        if crypto is None or answer == SUCCESS:
+            # WeChat takes a plain "success" in every mode.
+            return WebhookResponse(answer, "application/xml" if answer != SUCCESS else "text/plain")
+        return WebhookResponse(self._encrypt_reply(crypto, token, answer), "application/xml")
+
+    def _answer(self, appid: str, message: Message) -> str:
+        """The handler's reply as XML, or ``success``; never waits past the deadline."""
+        started = self._clock()
+        future = _HANDLER_POOL.submit(self._router.dispatch, message)
+        try:
+            reply = future.result(timeout=self._settings.webhook_handler_timeout_seconds)
+        except FutureTimeout:
+            logger.warning(
+                "business handler overran the deadline; answered success (reply later with the "
+                "customer-service message API)",
+                extra={"appid": appid, "msg_type": message.msg_type, "event": _event_of(message)},
+            )
+            self._on_outcome("deadline_fallback", message)
+            return SUCCESS
+        except Exception:
+            logger.exception("business handler failed; answered success", extra={"appid": appid})
+            self._on_outcome("handler_error", message)
+            return SUCCESS
+        self._on_outcome("handled", message)
+        if reply is None:
+            return SUCCESS
+        return reply_to(message, reply, create_time=int(max(started, self._clock())))
+
+    # --- helpers ---------------------------------------------------------------------
+    def _app(self, appid: str) -> AppConfig:
+        return self._apps.get(appid)  # UnknownAppError → 404
+
+    @staticmethod
+    def _token(app: AppConfig) -> str:
+        if not app.token:
+            # Without its Token nothing WeChat sends can be verified: as good as unknown.
+            raise UnknownAppError(app.appid)
+        return app.token
+
+    def _fresh_timestamp(self, query: Mapping[str, str]) -> tuple[str, str]:
+        timestamp, nonce = query.get("timestamp", ""), query.get("nonce", "")
+        if not timestamp.isdigit() or not nonce:
+            raise SignatureMismatch("forbidden")
+        if abs(self._clock() - int(timestamp)) > self._settings.webhook_timestamp_window_seconds:
+            raise SignatureMismatch("forbidden")
+        return timestamp, nonce
+
+    def _crypto(self, app: AppConfig) -> MessageCrypto:
+        if not app.encoding_aes_key:
+            logger.error(
+                "encrypted message for an app without encoding_aes_key in the apps secret",
+                extra={"appid": app.appid},
+            )
+            raise MalformedMessage("malformed message")
+        key = (app.appid, app.encoding_aes_key)
+        with self._cryptos_lock:
+            crypto = self._cryptos.get(key)
+            if crypto is None:
+                crypto = self._cryptos[key] = MessageCrypto(app.encoding_aes_key, app.appid)
+            return crypto
+
+    def _encrypt_reply(self, crypto: MessageCrypto, token: str, reply_xml: str) -> str:
+        encrypt = crypto.encrypt(reply_xml)
+        timestamp = str(int(self._clock()))
+        nonce = str(secrets.randbelow(10**10))
+        return encrypted_reply(
+            encrypt=encrypt,
+            signature=sha1_signature(token, timestamp, nonce, encrypt),
+            timestamp=timestamp,
+            nonce=nonce,
+        )
+
+
+def _event_of(message: Message) -> str | None:
+    return message.event if isinstance(message, Event) else None

@@ -1,0 +1,303 @@
+"""The webhook as Lambda runs it: API Gateway v2 events from a player that signs like WeChat."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+
+from devtools.wechat_player import WeChatPlayer, apigw_event, event_xml, text_xml
+from tests.fixtures.lambda_context import FakeLambdaContext, load_handler
+from tests.fixtures.wechat import APPID_A, APPID_B
+from wxtoken.deadline import Deadline
+from wxtoken.refresh import RefreshRequest, Trigger
+from wxtoken.wechat.messages import parse_xml
+
+EVENTS = Path(__file__).parents[2] / "events"
+TOKEN = "wxtokenlocal"
+AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
+PATH = f"/wechat/{APPID_A}"
+
+
+@pytest.fixture
+def player() -> WeChatPlayer:
+    return WeChatPlayer(APPID_A, TOKEN, AES_KEY)
+
+
+@pytest.fixture
+def webhook(system, monkeypatch):
+    """The webhook function on a system whose app A has a Token and EncodingAESKey."""
+    system.put_apps(
+        {
+            APPID_A: {**system.apps[APPID_A], "token": TOKEN, "encoding_aes_key": AES_KEY},
+            APPID_B: system.apps[APPID_B],
+        }
+    )
+    if system.kind == "ssm":
+        dynamodb = system.aws.client("dynamodb")
+        dynamodb.create_table(
+            TableName="wxtoken-dedup",
+            KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+            AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+            BillingMode="PAY_PER_REQUEST",
+        )
+        monkeypatch.setenv("DEDUP_TABLE", "wxtoken-dedup")
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "wxtoken-webhook")
+    return load_handler("webhook")
+
+
+def invoke(handler, event):
+    response = handler.lambda_handler(
+        event, FakeLambdaContext(function_name="wxtoken-webhook", remaining_seconds=6)
+    )
+    assert response["statusCode"] < 500, response
+    return response
+
+
+def test_url_verification_answers_echostr_unchanged(webhook, player):
+    response = invoke(webhook, apigw_event("GET", PATH, player.verification("abc123-echo")))
+    assert response["statusCode"] == 200
+    assert response["body"] == "abc123-echo"
+    assert response["headers"]["Content-Type"].startswith("text/plain")
+
+
+def test_plain_text_message_gets_the_echo_reply(webhook, player):
+    query, body = player.message(text_xml("hello 你好 ]]> <b>"))
+    response = invoke(webhook, apigw_event("POST", PATH, query, body))
+
+    assert response["statusCode"] == 200
+    reply = parse_xml(response["body"])
+    assert reply["MsgType"] == "text"
+    assert reply["Content"] == "hello 你好 ]]> <b>"
+    assert (reply["ToUserName"], reply["FromUserName"]) == ("oUSER", "gh_account")
+
+
+def test_safe_mode_message_gets_an_encrypted_echo_reply(webhook, player):
+    query, body = player.message(text_xml("secret hello"), encrypted=True)
+    response = invoke(webhook, apigw_event("POST", PATH, query, body))
+
+    assert response["statusCode"] == 200
+    assert "secret hello" not in response["body"]
+    assert parse_xml(player.decrypt_reply(response["body"]))["Content"] == "secret hello"
+
+
+def test_subscribe_event_gets_the_welcome_text(webhook, player):
+    query, body = player.message(event_xml("subscribe", event_key="qrscene_42"))
+    response = invoke(webhook, apigw_event("POST", PATH, query, body))
+    assert "Welcome" in parse_xml(response["body"])["Content"]
+
+
+def test_other_messages_get_success(webhook, player):
+    query, body = player.message(event_xml("CLICK", event_key="MENU_1"))
+    response = invoke(webhook, apigw_event("POST", PATH, query, body))
+    assert response["body"] == "success"
+
+
+@pytest.mark.parametrize(
+    "tamper",
+    [
+        lambda q: {**q, "signature": "0" * 40},
+        lambda q: {k: v for k, v in q.items() if k != "signature"},
+        lambda q: {**q, "timestamp": str(int(time.time()) - 3600)},
+        lambda q: {**q, "nonce": q["nonce"] + "1"},
+    ],
+    ids=["wrong-signature", "no-signature", "stale-timestamp", "tampered-nonce"],
+)
+def test_bad_signatures_are_refused_with_403(webhook, player, tamper):
+    query, body = player.message(text_xml("hi"))
+    response = invoke(webhook, apigw_event("POST", PATH, tamper(query), body))
+    assert response["statusCode"] == 403
+    assert response["body"] == "forbidden"
+
+
+def test_safe_mode_checks_msg_signature_too(webhook, player):
+    query, body = player.message(text_xml("hi"), encrypted=True)
+    response = invoke(webhook, apigw_event("POST", PATH, {**query, "msg_signature": "0" * 40}, body))
+    assert response["statusCode"] == 403
+
+
+def test_unknown_appid_gets_404(webhook, player):
+    query, body = player.message(text_xml("hi"))
+    response = invoke(webhook, apigw_event("POST", "/wechat/wx9999999999999999", query, body))
+    assert response["statusCode"] == 404
+
+
+def test_app_without_a_token_gets_404(webhook, player):
+    other = WeChatPlayer(APPID_B, TOKEN)
+    response = invoke(webhook, apigw_event("GET", f"/wechat/{APPID_B}", other.verification()))
+    assert response["statusCode"] == 404
+
+
+def test_oversized_body_gets_413(webhook, player):
+    query, _ = player.message(text_xml("hi"))
+    response = invoke(webhook, apigw_event("POST", PATH, query, "<xml>" + "a" * (1024 * 1024 + 1) + "</xml>"))
+    assert response["statusCode"] == 413
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        "not xml at all",
+        '<?xml version="1.0"?><!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;">]>'
+        "<xml><Content>&lol2;</Content></xml>",
+        '<?xml version="1.0"?><!DOCTYPE x [<!ENTITY xxe SYSTEM "file:///etc/passwd">]><xml><Content>&xxe;</Content></xml>',
+        "<xml><ToUserName>a</ToUserName></xml>",
+    ],
+    ids=["garbage", "billion-laughs", "external-entity", "missing-fields"],
+)
+def test_malformed_and_hostile_xml_gets_400(webhook, player, body):
+    query, _ = player.message(text_xml("hi"))
+    response = invoke(webhook, apigw_event("POST", PATH, query, body))
+    assert response["statusCode"] == 400
+    assert response["body"] == "bad request"
+
+
+@pytest.mark.parametrize(
+    "encrypt",
+    ["!!!not-base64!!!", "QUJD", "A" * 64],
+    ids=["bad-base64", "short", "bad-padding"],
+)
+def test_bad_ciphertexts_get_the_same_400(webhook, player, encrypt):
+    from wxtoken.wechat.signature import sha1_signature
+
+    query = player.query()
+    query.update(
+        encrypt_type="aes",
+        msg_signature=sha1_signature(TOKEN, query["timestamp"], query["nonce"], encrypt),
+    )
+    body = f"<xml><ToUserName><![CDATA[gh]]></ToUserName><Encrypt><![CDATA[{encrypt}]]></Encrypt></xml>"
+    response = invoke(webhook, apigw_event("POST", PATH, query, body))
+    assert response["statusCode"] == 400
+    assert response["body"] == "bad request"
+
+
+def test_ciphertext_for_another_appid_gets_400(webhook):
+    intruder = WeChatPlayer("wx9999999999999999", TOKEN, AES_KEY)
+    query, body = intruder.message(text_xml("hi"), encrypted=True)
+    response = invoke(webhook, apigw_event("POST", PATH, query, body))
+    assert response["statusCode"] == 400
+
+
+def test_wechat_retries_run_the_handler_once_and_get_the_same_answer(webhook, player):
+    calls = []
+    from handlers import router  # the function's own router, loaded with it
+
+    @router.message("image")
+    def count(message):
+        calls.append(message.msg_id)
+        from wxtoken.wechat.replies import TextReply
+
+        return TextReply(f"image {len(calls)}")
+
+    xml = text_xml("x", msg_id=777).replace("<MsgType><![CDATA[text]]>", "<MsgType><![CDATA[image]]>")
+    answers = []
+    for _ in range(3):  # WeChat's retries carry the same MsgId
+        query, body = player.message(xml)
+        answers.append(invoke(webhook, apigw_event("POST", PATH, query, body))["body"])
+
+    assert calls == [777]
+    assert len({parse_xml(a)["Content"] for a in answers}) == 1
+
+
+def test_a_slow_handler_is_answered_success_in_time(webhook, player, monkeypatch):
+    monkeypatch.setenv("WEBHOOK_HANDLER_TIMEOUT_SECONDS", "0.2")
+    slow = load_handler("webhook")
+    from handlers import router
+
+    @router.message("voice")
+    def sleepy(message):
+        time.sleep(1.0)
+
+    xml = text_xml("x", msg_id=888).replace("<MsgType><![CDATA[text]]>", "<MsgType><![CDATA[voice]]>")
+    query, body = player.message(xml)
+    started = time.monotonic()
+    response = invoke(slow, apigw_event("POST", PATH, query, body))
+    assert response["body"] == "success"
+    assert time.monotonic() - started < 1.0
+
+
+def test_token_api_returns_the_stored_token_with_no_store(webhook, system):
+    system.refresher().run(RefreshRequest(Trigger.SCHEDULED, system.clock()), Deadline.after(10))
+    event = apigw_event("GET", f"/token/{APPID_A}", iam_user_arn="arn:aws:iam::123456789012:user/app")
+
+    response = invoke(webhook, event)
+
+    assert response["statusCode"] == 200
+    assert response["headers"]["Cache-Control"] == "no-store"
+    payload = json.loads(response["body"])
+    assert payload["access_token"] == system.stored(APPID_A).value
+    assert payload["expires_at"] == system.stored(APPID_A).expires_at
+
+
+def test_token_api_refuses_a_request_without_an_iam_identity(webhook, system):
+    response = invoke(webhook, apigw_event("GET", f"/token/{APPID_A}"))
+    assert response["statusCode"] == 403
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["webhook_verify.json", "webhook_text.json", "webhook_text_safe_mode.json", "webhook_subscribe.json"],
+)
+def test_event_files_run_through_the_handler(webhook, monkeypatch, name):
+    # The files are signed once, with a fixed timestamp: env.json widens the window for
+    # `sam local invoke`, and so does this test.
+    monkeypatch.setenv("WEBHOOK_TIMESTAMP_WINDOW_SECONDS", "315360000")
+    handler = load_handler("webhook")
+    response = invoke(handler, json.loads((EVENTS / name).read_text()))
+    assert response["statusCode"] == 200
+    assert response["body"]
+
+
+def test_compatible_mode_uses_the_encrypted_part(webhook, player):
+    # Compatible mode: WeChat sends the plaintext fields AND Encrypt; only the latter counts.
+    query, envelope = player.message(text_xml("the real one"), encrypted=True)
+    encrypt = parse_xml(envelope)["Encrypt"]
+    body = text_xml("a decoy").replace("</xml>", f"<Encrypt><![CDATA[{encrypt}]]></Encrypt></xml>")
+
+    response = invoke(webhook, apigw_event("POST", PATH, query, body))
+
+    assert parse_xml(player.decrypt_reply(response["body"]))["Content"] == "the real one"
+
+
+def test_a_retry_reaching_another_container_gets_the_first_answer(webhook, player, system):
+    containers = [webhook, load_handler("webhook")]  # two cold starts sharing the dedup store
+    calls = []
+    for container in containers:
+        router = container.router
+
+        @router.message("image")
+        def count(message, _calls=calls):
+            from wxtoken.wechat.replies import TextReply
+
+            _calls.append(message.msg_id)
+            return TextReply(f"answer {len(_calls)}")
+
+    xml = text_xml("x", msg_id=999).replace("<MsgType><![CDATA[text]]>", "<MsgType><![CDATA[image]]>")
+    answers = []
+    for container in containers:
+        query, body = player.message(xml)
+        answers.append(
+            parse_xml(invoke(container, apigw_event("POST", PATH, query, body))["body"])["Content"]
+        )
+
+    assert calls == [999]
+    assert answers == ["answer 1", "answer 1"]
+
+
+def test_message_bodies_and_secrets_stay_out_of_the_logs(webhook, player, system, capsys, caplog):
+    query, body = player.message(text_xml("my private words"), encrypted=True)
+    invoke(webhook, apigw_event("POST", PATH, query, body))
+    invoke(webhook, apigw_event("POST", PATH, {**query, "msg_signature": "0" * 40}, body))
+
+    logs = "".join(capsys.readouterr()) + caplog.text
+    assert "message received" in logs
+    for secret in ("my private words", TOKEN, AES_KEY, system.apps[APPID_A]["app_secret"]):
+        assert secret not in logs
+
+
+def test_token_api_event_file_runs_through_the_handler(webhook, system):
+    system.refresher().run(RefreshRequest(Trigger.SCHEDULED, system.clock()), Deadline.after(10))
+    response = invoke(webhook, json.loads((EVENTS / "webhook_token_api.json").read_text()))
+    assert json.loads(response["body"])["access_token"] == system.stored(APPID_A).value
