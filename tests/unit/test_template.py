@@ -174,11 +174,13 @@ def test_every_wxtoken_variable_is_read_by_settings(refresh_env):
     assert not unread, f"template sets variables Settings.from_env never reads: {unread}"
 
 
-def test_local_env_file_only_sets_variables_the_template_declares(refresh_env):
+def test_local_env_file_only_sets_variables_the_template_declares(template, refresh_env):
     # sam local invoke --env-vars silently ignores variables the template does not declare.
     local = json.loads(LOCAL_ENV.read_text(encoding="utf-8"))
     undeclared = set(local["RefreshTokenFunction"]) - set(refresh_env)
     assert not undeclared
+    webhook_vars = set(template["Resources"]["WebhookFunction"]["Properties"]["Environment"]["Variables"])
+    assert not set(local["WebhookFunction"]) - (set(refresh_env) | webhook_vars)
 
 
 def test_every_arn_names_the_partition(template):
@@ -189,11 +191,51 @@ def test_every_arn_names_the_partition(template):
 
 
 def test_ssm_permissions_are_scoped_to_the_token_prefix(template):
-    ssm = [s for s in statements(template) if any(a.startswith("ssm:") for a in s["Action"])]
-    assert len(ssm) == 1
-    assert sorted(ssm[0]["Action"]) == ["ssm:DeleteParameter", "ssm:GetParameter", "ssm:PutParameter"]
+    def action_list(statement: dict[str, Any]) -> list[str]:
+        return statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+
+    ssm = [s for s in statements(template) if any(a.startswith("ssm:") for a in action_list(s))]
+    actions = sorted(tuple(sorted(action_list(s))) for s in ssm)
+    # the refresh function writes; the webhook only reads
+    assert actions == [("ssm:DeleteParameter", "ssm:GetParameter", "ssm:PutParameter"), ("ssm:GetParameter",)]
     prefix_arn = "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter${TokenParameterPrefix}"
-    assert ssm[0]["Resource"] == {"Fn::Sub": f"{prefix_arn}/*"}
+    assert all(s["Resource"] == {"Fn::Sub": f"{prefix_arn}/*"} for s in ssm)
+
+
+def test_webhook_routes_match_the_handler_and_token_api_needs_iam(template):
+    webhook = template["Resources"]["WebhookFunction"]["Properties"]
+    module, function = webhook["Handler"].rsplit(".", 1)
+    source = ROOT / webhook["CodeUri"] / f"{module}.py"
+    assert function in {n.name for n in ast.parse(source.read_text()).body if isinstance(n, ast.FunctionDef)}
+    routes = {
+        (e["Properties"]["Method"], e["Properties"]["Path"]): e["Properties"]
+        for e in webhook["Events"].values()
+    }
+    assert set(routes) == {("GET", "/wechat/{appid}"), ("POST", "/wechat/{appid}"), ("GET", "/token/{appid}")}
+    assert routes[("GET", "/token/{appid}")]["Auth"]["Authorizer"] == "AWS_IAM"
+    assert "Auth" not in routes[("POST", "/wechat/{appid}")]  # WeChat signs, it cannot SigV4
+    # WeChat waits 5 s; the function must answer (or be cut off) before that.
+    assert webhook["Timeout"] <= 6
+    assert float(webhook["Environment"]["Variables"]["WEBHOOK_HANDLER_TIMEOUT_SECONDS"]) < 5
+
+
+def test_webhook_may_invoke_only_the_refresh_function_and_never_write_tokens(template):
+    role = template["Resources"]["WebhookRole"]["Properties"]
+    texts = json.dumps(role)
+    assert "ssm:PutParameter" not in texts
+    invoke = [
+        s
+        for s in statements({"Resources": {"WebhookRole": template["Resources"]["WebhookRole"]}})
+        if "lambda:InvokeFunction" in strings(s["Action"])
+    ]
+    assert invoke
+    assert invoke[0]["Resource"] == {"Fn::GetAtt": ["RefreshTokenFunction", "Arn"]}
+
+
+def test_dedup_table_matches_powertools_idempotency_defaults(template):
+    table = template["Resources"]["DedupTable"]["Properties"]
+    assert table["KeySchema"] == [{"AttributeName": "id", "KeyType": "HASH"}]
+    assert table["TimeToLiveSpecification"] == {"AttributeName": "expiration", "Enabled": True}
 
 
 def test_no_statement_grants_every_resource(template):
