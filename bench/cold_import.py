@@ -31,6 +31,10 @@ SUBJECTS = {
         [str(ROOT / "layers" / "wxtoken"), str(ROOT / "functions" / "refresh_token")],
         "import app",
     ),
+    "webhook handler": (
+        [str(ROOT / "layers" / "wxtoken"), str(ROOT / "functions" / "webhook")],
+        "import app",
+    ),
 }
 
 
