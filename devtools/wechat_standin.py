@@ -266,6 +266,7 @@ class WeChatStandIn:
         self._always: dict[tuple[str, str | None], Fault] = {}
         self._calls: list[Call] = []
         self._errors: list[str] = []
+        self._issued: list[str] = []
         self._stopping = threading.Event()
         self._httpd: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -407,6 +408,12 @@ class WeChatStandIn:
         """Requests to ``/cgi-bin/token`` and ``stable_token``, whatever they were answered."""
         with self._lock:
             return sum(1 for c in self._calls if c.endpoint in TOKEN_ENDPOINTS and appid in (None, c.appid))
+
+    def issued(self) -> list[str]:
+        """Every access token and ticket issued so far, oldest first, including dead ones
+        (what must never appear in a log)."""
+        with self._lock:
+            return list(self._issued)
 
     def reset_calls(self) -> None:
         with self._lock:
@@ -583,6 +590,7 @@ class WeChatStandIn:
         ticket = app.tickets.get(kind)
         if ticket is None or ticket.expires_at - now <= OVERLAP_SECONDS:
             ticket = _Ticket(secrets.token_urlsafe(64), now + TICKET_TTL)
+            self._issued.append(ticket.value)
             app.tickets[kind] = ticket
         return {
             "errcode": 0,
@@ -648,6 +656,7 @@ class WeChatStandIn:
             self._index.pop(dead.value, None)
         tokens.append(token)
         self._index[token.value] = token
+        self._issued.append(token.value)
         return token
 
     def _note_error(self) -> None:

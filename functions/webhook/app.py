@@ -16,6 +16,8 @@ from functools import cache
 from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from handlers import router
 
@@ -27,7 +29,7 @@ from wxtoken.errors import (
     TokenUnavailableError,
     UnknownAppError,
 )
-from wxtoken.observability import logger
+from wxtoken.observability import WEBHOOK_REJECTED, logger, metrics, put_metric, tracer
 from wxtoken.webhook_wiring import WebhookRuntime, build_webhook_runtime
 
 app = APIGatewayHttpResolver()
@@ -86,37 +88,48 @@ def _plain(status: int, text: str) -> Response[str]:
     return Response(status, "text/plain", text)
 
 
+def _refuse(reason: str, status: int, text: str) -> Response[str]:
+    """A short 4xx, logged and counted (``WebhookRejected`` by reason)."""
+    event = app.current_event
+    appid = (event.path_parameters or {}).get("appid")
+    logger.info("request refused", extra={"reason": reason, "appid": appid, "path": event.path})
+    put_metric(WEBHOOK_REJECTED, MetricUnit.Count, 1, Reason=reason)
+    return _plain(status, text)
+
+
 @app.exception_handler(SignatureMismatch)
 def _forbidden(exc: SignatureMismatch) -> Response[str]:
-    logger.info("request refused", extra={"reason": "signature", "path": app.current_event.path})
-    return _plain(403, "forbidden")
+    return _refuse("signature", 403, "forbidden")
 
 
 @app.exception_handler(UnknownAppError)
 def _unknown_app(exc: UnknownAppError) -> Response[str]:
-    logger.info("request refused", extra={"reason": "unknown_app", "path": app.current_event.path})
-    return _plain(404, "unknown app")
+    return _refuse("unknown_app", 404, "unknown app")
 
 
 @app.exception_handler(PayloadTooLarge)
 def _too_large(exc: PayloadTooLarge) -> Response[str]:
-    logger.info("request refused", extra={"reason": "too_large", "path": app.current_event.path})
-    return _plain(413, "payload too large")
+    return _refuse("too_large", 413, "payload too large")
 
 
 @app.exception_handler(BadRequest)
 def _bad_request(exc: BadRequest) -> Response[str]:
-    logger.info("request refused", extra={"reason": "malformed", "path": app.current_event.path})
-    return _plain(400, "bad request")
+    return _refuse("malformed", 400, "bad request")
 
 
 @app.exception_handler(TokenUnavailableError)
 def _no_token(exc: TokenUnavailableError) -> Response[str]:
-    logger.error("no valid token stored", extra={"path": app.current_event.path, "error": str(exc)})
+    appid = (app.current_event.path_parameters or {}).get("appid")
+    logger.error(
+        "no valid token stored", extra={"appid": appid, "path": app.current_event.path, "error": str(exc)}
+    )
     return _plain(503, "token unavailable")
 
 
-@logger.inject_lambda_context(log_event=False, correlation_id_path="requestContext.requestId")
+# The correlation id is API Gateway's request id; responses are not traced (they carry tokens).
+@logger.inject_lambda_context(log_event=False, correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics(capture_cold_start_metric=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     runtime().register_context(context)
     return app.resolve(event, context)

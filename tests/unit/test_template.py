@@ -261,3 +261,62 @@ def test_forced_refresh_commands_send_a_force_payload(template, output, payload)
     assert parse_refresh_event(payload).trigger is Trigger.FORCE
     if output == "ForcedRefreshCommand":
         assert '"force": true' in command
+
+
+def alarms(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {
+        name: resource["Properties"]
+        for name, resource in template["Resources"].items()
+        if resource["Type"] == "AWS::CloudWatch::Alarm"
+    }
+
+
+def test_every_alarm_notifies_the_alarm_topic_both_ways(template):
+    assert len(alarms(template)) == 7
+    for name, alarm in alarms(template).items():
+        assert alarm["AlarmActions"] == [{"Ref": "AlarmTopic"}], name
+        assert alarm["OKActions"] == [{"Ref": "AlarmTopic"}], name
+        assert "First step:" in alarm["AlarmDescription"], name  # the runbook in one line
+
+
+def test_the_alarm_email_is_subscribed_only_when_given(template):
+    subscription = template["Resources"]["AlarmEmailSubscription"]
+    assert subscription["Condition"] == "HasAlarmEmail"
+    assert template["Parameters"]["AlarmEmail"]["Default"] == ""
+    assert subscription["Properties"]["TopicArn"] == {"Ref": "AlarmTopic"}
+
+
+def test_token_expiry_alarms_fit_the_schedule(template, refresh_env):
+    near, silent = alarms(template)["TokenNearExpiryAlarm"], alarms(template)["RefreshNotReportingAlarm"]
+    # A healthy stack replaces tokens with WECHAT_OVERLAP_SECONDS left: alarming above that
+    # would fire every cycle; at or under the guard margin it means the guard failed too.
+    assert near["Threshold"] <= int(refresh_env["GUARD_MARGIN_SECONDS"]) < WECHAT_OVERLAP_SECONDS
+    assert near["ComparisonOperator"] == "LessThanThreshold"
+    # The guard reports every GUARD_PERIOD_SECONDS; ten minutes of silence is an outage.
+    assert silent["MetricName"] == near["MetricName"] == "MinSecondsToExpiry"
+    assert silent["TreatMissingData"] == "breaching"
+    assert silent["Period"] * silent["EvaluationPeriods"] == 600
+    assert silent["Period"] >= 10 * int(refresh_env["GUARD_PERIOD_SECONDS"])
+
+
+def test_metrics_of_one_stack_are_read_only_by_its_own_alarms(template):
+    for name, alarm in alarms(template).items():
+        if alarm["Namespace"] == "WxToken":
+            assert {"Name": "service", "Value": {"Ref": "AWS::StackName"}} in alarm["Dimensions"], name
+    body = template["Resources"]["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
+    assert 'service=\\"${AWS::StackName}\\"' in body
+
+
+def test_tracing_is_opt_in(template):
+    assert template["Parameters"]["EnableTracing"]["Default"] == "false"
+    function = template["Globals"]["Function"]
+    assert function["Tracing"] == {"Fn::If": ["TracingOn", "Active", "PassThrough"]}
+    assert function["Environment"]["Variables"]["WXTOKEN_TRACING"] == {"Ref": "EnableTracing"}
+    layer_requirements = (ROOT / "layers" / "wxtoken" / "requirements.txt").read_text()
+    assert "aws-xray-sdk" not in layer_requirements  # it costs every cold start
+
+
+def test_the_dashboard_url_is_an_output(template):
+    url = json.dumps(template["Outputs"]["DashboardUrl"]["Value"])
+    assert "#dashboards:name=${Dashboard}" in url
+    assert "console.amazonaws.cn" in url  # AWS China has its own console

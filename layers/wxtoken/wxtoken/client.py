@@ -42,7 +42,7 @@ from wxtoken.errors import (
     TokenRejectedError,
     TokenUnavailableError,
 )
-from wxtoken.observability import logger
+from wxtoken.observability import TOKEN_CACHE_HIT, TOKEN_CACHE_MISS, count, logger
 from wxtoken.refresh import Refresher, RefreshRequest, Trigger
 from wxtoken.store import open_store
 from wxtoken.store.base import Credential, RecordName, TokenStore
@@ -237,9 +237,13 @@ class TokenClient:
         key = (appid, name)
         entry = self._cache.get(key)
         if entry is None or not entry.fresh(self._clock()):
+            # A miss waits for a store read (its own, or the one in flight for the same record).
+            count(TOKEN_CACHE_MISS)
             entry = self._flights.run(
                 ("read", appid, name), lambda: self._fresh_entry(key), lambda: self._read(appid, name)
             )
+        else:
+            count(TOKEN_CACHE_HIT)
         if entry.credential is None:
             raise TokenUnavailableError(entry.problem)
         return entry.credential

@@ -18,7 +18,7 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
     IdempotencyPersistenceLayerError,
 )
 
-from wxtoken.observability import logger
+from wxtoken.observability import DUPLICATE_DELIVERY, count, logger
 from wxtoken.wechat.replies import SUCCESS
 
 
@@ -46,19 +46,37 @@ class PowertoolsDeduplicator:
         self.config.register_lambda_context(context)
 
     def once(self, key: str, produce: Callable[[], str]) -> str:
+        """``produce()``'s answer for the first delivery of ``key`` (``{appid}:…``), the stored
+        answer for a retry. A retry is counted as ``DuplicateDelivery``: powertools answers it
+        from the store without calling the function, so ``produce`` never runs."""
+        appid = key.partition(":")[0]  # the rest names the user: not for the logs
+        produced: list[str] = []
+
+        def produce_once() -> str:
+            produced.append(produce())
+            return produced[-1]
+
         try:
-            result = self._answer_once(delivery={"key": key}, produce=produce)
+            result = self._answer_once(delivery={"key": key}, produce=produce_once)
         except IdempotencyAlreadyInProgressError:
             # The first delivery is still being handled in another container; its answer
             # will not reach WeChat in time anyway. Nothing runs twice.
-            logger.info("duplicate delivery while the first is in progress; answered success")
+            logger.info(
+                "duplicate delivery while the first is in progress; answered success", extra={"appid": appid}
+            )
+            count(DUPLICATE_DELIVERY)
             return SUCCESS
         except IdempotencyPersistenceLayerError as exc:
             # The dedup store is down: better a rare double reply than a lost message.
             logger.warning(
-                "dedup store unavailable; handling without dedup", extra={"error": type(exc).__name__}
+                "dedup store unavailable; handling without dedup",
+                extra={"appid": appid, "error": type(exc).__name__},
             )
-            return produce()
+            # If it failed only to store the answer, the handler has run: do not run it twice.
+            return produced[-1] if produced else produce()
+        if not produced:
+            logger.info("duplicate delivery; answered as the first time", extra={"appid": appid})
+            count(DUPLICATE_DELIVERY)
         return str(result["answer"])
 
 

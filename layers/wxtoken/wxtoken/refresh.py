@@ -20,13 +20,15 @@ from __future__ import annotations
 import random
 import threading
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from enum import StrEnum
 from typing import Any
+
+from aws_lambda_powertools.metrics import MetricUnit
 
 from wxtoken.apps import AppConfig, AppsSource
 from wxtoken.config import Settings, TokenAPI
@@ -38,7 +40,17 @@ from wxtoken.errors import (
     RetryableWeChatError,
     WxTokenError,
 )
-from wxtoken.observability import logger
+from wxtoken.observability import (
+    MIN_SECONDS_TO_EXPIRY,
+    REFRESH_FAILED,
+    SECONDS_TO_EXPIRY,
+    TOKEN_REFRESHED,
+    count,
+    logger,
+    put_metric,
+    record,
+    tracer,
+)
 from wxtoken.store.base import Credential, ForceQuota, RecordName, TokenStore
 from wxtoken.wechat.api import Grant, WeChatAPI
 
@@ -49,6 +61,8 @@ FORCE_REFRESH_MIN_INTERVAL = 30.0
 WECHAT_TZ = timezone(timedelta(hours=8))
 _MAX_PARALLEL_APPS = 8
 _LEASE_RETRY_SECONDS = 2.0
+# Reporting every app's time to expiry after a run is skipped with less time than this left.
+_OBSERVE_MIN_SECONDS = 2.0
 
 
 class Trigger(StrEnum):
@@ -84,6 +98,14 @@ class _Outcome:
     errors: tuple[str, ...] = ()
 
 
+def _parallel[T, R](work: Callable[[T], R], items: Sequence[T]) -> list[R]:
+    """``work`` on every item, in threads when there is more than one."""
+    if len(items) <= 1:
+        return [work(item) for item in items]
+    with ThreadPoolExecutor(max_workers=min(_MAX_PARALLEL_APPS, len(items))) as pool:
+        return list(pool.map(work, items))
+
+
 class Refresher:
     """The only writer of tokens. Safe to run from any number of processes at once."""
 
@@ -112,7 +134,8 @@ class Refresher:
         """Refresh the apps the request names (all by default), each independently.
 
         A failing app is reported in ``failed`` and never stops the others; the caller
-        decides whether that fails the invocation.
+        decides whether that fails the invocation. Afterwards the time to expiry of every app
+        the run covered is read from the store and reported (``SecondsToExpiry``).
         """
         report = RefreshReport()
         apps = self._apps.all()
@@ -122,15 +145,12 @@ class Refresher:
             app = apps.get(appid)
             if app is None:
                 report.failed.append({"appid": appid, "error": "UnknownAppError: not in the apps secret"})
+                put_metric(REFRESH_FAILED, MetricUnit.Count, 1, appid=appid, ErrorClass="UnknownAppError")
             else:
                 selected.append(app)
-        if len(selected) <= 1:
-            outcomes = [self._refresh_guarded(app, request, deadline) for app in selected]
-        else:
-            # Apps are independent, and a slow one (WeChat timing out, retries) must not eat
-            # the time budget of the others.
-            with ThreadPoolExecutor(max_workers=min(_MAX_PARALLEL_APPS, len(selected))) as pool:
-                outcomes = list(pool.map(lambda a: self._refresh_guarded(a, request, deadline), selected))
+        # Apps are independent, and a slow one (WeChat timing out, retries) must not eat the
+        # time budget of the others.
+        outcomes = _parallel(lambda a: self._refresh_guarded(a, request, deadline), selected)
         for outcome in outcomes:
             if outcome.refreshed:
                 report.refreshed.append(outcome.appid)
@@ -138,7 +158,44 @@ class Refresher:
                 report.skipped.append({"appid": outcome.appid, "reason": outcome.skipped_reason})
             for error in outcome.errors:
                 report.failed.append({"appid": outcome.appid, "error": error})
+        # A total without dimensions, for the alarm (alarms cannot SEARCH across appids);
+        # 0 on a good run, so the graph shows the refresher is alive.
+        count(REFRESH_FAILED, len(report.failed))
+        # A run for named apps (a reader's compare-and-refresh, a forced refresh of one app)
+        # reports those only: a burst of compare-and-refreshes must not multiply store reads
+        # by the number of apps (SSM's GetParameter quota is shared with every reader). The
+        # guard reports every app every minute.
+        covered = [app.appid for app in selected] if request.appids is not None else sorted(apps)
+        self._observe_expiry(covered, deadline)
         return report
+
+    def _observe_expiry(self, appids: Sequence[str], deadline: Deadline) -> None:
+        """Report each app's seconds to expiry as stored now, and the least of them.
+
+        Every run reports them — the guard, for every app, every minute — so an alarm sees the
+        least fall, and sees it go missing when the refresher stops running. An app without a
+        usable token counts as 0. Never raises.
+        """
+        if deadline.remaining() < _OBSERVE_MIN_SECONDS:
+            logger.warning("no time left to report the tokens' expiry after this run")
+            return
+
+        def seconds_left(appid: str) -> float | None:
+            try:
+                stored = self._read_token(appid)
+            except Exception as exc:  # reporting must not fail the run it reports on
+                logger.warning(
+                    "could not read the stored token to report its expiry",
+                    extra={"appid": appid, "error_type": type(exc).__name__, "error": str(exc)},
+                )
+                return None
+            left = max(0.0, stored.seconds_left(self._clock())) if stored is not None else 0.0
+            put_metric(SECONDS_TO_EXPIRY, MetricUnit.Seconds, round(left), appid=appid)
+            return left
+
+        known = [left for left in _parallel(seconds_left, appids) if left is not None]
+        if known:
+            record(MIN_SECONDS_TO_EXPIRY, MetricUnit.Seconds, round(min(known)))
 
     def _refresh_guarded(self, app: AppConfig, request: RefreshRequest, deadline: Deadline) -> _Outcome:
         try:
@@ -148,9 +205,11 @@ class Refresher:
                 "refresh failed",
                 extra={"appid": app.appid, "error_type": type(exc).__name__, "error": str(exc)},
             )
+            put_metric(REFRESH_FAILED, MetricUnit.Count, 1, appid=app.appid, ErrorClass=type(exc).__name__)
             return _Outcome(app.appid, errors=(f"{type(exc).__name__}: {exc}",))
         except Exception as exc:  # one app's bug must not cost the others their refresh
             logger.exception("refresh crashed", extra={"appid": app.appid, "error_type": type(exc).__name__})
+            put_metric(REFRESH_FAILED, MetricUnit.Count, 1, appid=app.appid, ErrorClass=type(exc).__name__)
             return _Outcome(app.appid, errors=(f"{type(exc).__name__}: unexpected error, see the logs",))
         ticket_error = self._refresh_ticket_if_due(app, request, deadline)
         if ticket_error:
@@ -158,6 +217,7 @@ class Refresher:
         return outcome
 
     # --- one app ---------------------------------------------------------------------
+    @tracer.capture_method(capture_response=False)
     def refresh_app(self, app: AppConfig, request: RefreshRequest, deadline: Deadline) -> _Outcome:
         """Refresh one app's token if this request still needs it, single-flight.
 
@@ -247,6 +307,7 @@ class Refresher:
         )
         if not written:
             return _Outcome(app.appid, skipped_reason="a newer token was stored meanwhile")
+        put_metric(TOKEN_REFRESHED, MetricUnit.Count, 1, appid=app.appid)
         logger.info(
             "token refreshed",
             extra={
@@ -349,6 +410,7 @@ class Refresher:
                 "jsapi ticket refresh failed",
                 extra={"appid": app.appid, "error_type": type(exc).__name__, "error": str(exc)},
             )
+            put_metric(REFRESH_FAILED, MetricUnit.Count, 1, appid=app.appid, ErrorClass=type(exc).__name__)
             return f"jsapi_ticket: {type(exc).__name__}: {exc}"
 
     # --- decisions -------------------------------------------------------------------

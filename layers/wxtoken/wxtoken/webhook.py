@@ -21,11 +21,13 @@ from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import Protocol
 
+from aws_lambda_powertools.metrics import MetricUnit
+
 from wxtoken.apps import AppConfig, AppsSource
 from wxtoken.config import Settings
 from wxtoken.dispatch import MessageRouter
 from wxtoken.errors import MalformedMessage, PayloadTooLarge, SignatureMismatch, UnknownAppError
-from wxtoken.observability import logger
+from wxtoken.observability import DEADLINE_FALLBACK, WEBHOOK_MESSAGE, count, logger, put_metric
 from wxtoken.wechat.crypto import MessageCrypto
 from wxtoken.wechat.messages import Event, Message, parse_encrypted_envelope, parse_message
 from wxtoken.wechat.replies import SUCCESS, encrypted_reply, reply_to
@@ -108,6 +110,7 @@ class Webhook:
             "message received",
             extra={"appid": appid, "msg_type": message.msg_type, "event": _event_of(message)},
         )
+        put_metric(WEBHOOK_MESSAGE, MetricUnit.Count, 1, MsgType=_metric_type(message))
         answer = self._dedup.once(f"{appid}:{message.dedup_key}", lambda: self._answer(appid, message))
         if crypto is None or answer == SUCCESS:
             # WeChat takes a plain "success" in every mode.
@@ -126,6 +129,7 @@ class Webhook:
                 "customer-service message API)",
                 extra={"appid": appid, "msg_type": message.msg_type, "event": _event_of(message)},
             )
+            count(DEADLINE_FALLBACK)
             self._on_outcome("deadline_fallback", message)
             return SUCCESS
         except Exception:
@@ -184,3 +188,9 @@ class Webhook:
 
 def _event_of(message: Message) -> str | None:
     return message.event if isinstance(message, Event) else None
+
+
+def _metric_type(message: Message) -> str:
+    """The MsgType dimension: ``text``, ``image``, …, or ``event:<event>`` (lower case)."""
+    kind = f"event:{message.event}" if isinstance(message, Event) else message.msg_type.lower()
+    return kind[:64]  # a dimension value; WeChat's names are short

@@ -27,16 +27,20 @@ from dataclasses import dataclass
 from typing import Any
 
 import requests
+from aws_lambda_powertools.metrics import MetricUnit
 from requests.adapters import HTTPAdapter
 from urllib3.exceptions import NewConnectionError
 
 from wxtoken.deadline import Deadline
 from wxtoken.errors import RetryableWeChatError, WeChatAPIError, WeChatTransportError
+from wxtoken.observability import TRANSPORT_ERRCODE, WECHAT_API_ERROR, WECHAT_API_LATENCY, put_metric, tracer
 from wxtoken.wechat.errcodes import error_for
 
 TOKEN_PATH = "/cgi-bin/token"
 STABLE_TOKEN_PATH = "/cgi-bin/stable_token"
 TICKET_PATH = "/cgi-bin/ticket/getticket"
+# The Endpoint dimension of the metrics: every other path is "api" (bounded cardinality).
+_ENDPOINTS = {TOKEN_PATH: "token", STABLE_TOKEN_PATH: "stable_token", TICKET_PATH: "getticket"}
 
 # An attempt with less time than this left is not worth starting.
 _MIN_ATTEMPT_SECONDS = 0.5
@@ -121,6 +125,7 @@ class WeChatAPI:
         return self._request(method, path, params=query, json=json, deadline=deadline, token_api=False)
 
     # --- the one retry loop ----------------------------------------------------------
+    @tracer.capture_method(capture_response=False)  # answers carry tokens
     def _request(
         self,
         method: str,
@@ -133,6 +138,7 @@ class WeChatAPI:
         json: Any = None,
     ) -> dict[str, Any]:
         url = f"{self.base_url}{path}"
+        endpoint = _ENDPOINTS.get(path, "api")
         last: RetryableWeChatError = WeChatTransportError(f"no time left to call WeChat {path}")
         for attempt in range(1, self._max_attempts + 1):
             left = deadline.remaining()
@@ -140,19 +146,26 @@ class WeChatAPI:
                 break
             timeout = (min(self._connect_timeout, left), min(self._read_timeout, left))
             try:
-                payload = self._once(method, url, path, params, json, timeout)
+                payload = self._timed(endpoint, method, url, path, params, json, timeout)
                 errcode = payload.get("errcode", 0)
                 if errcode not in (0, None):
                     raise error_for(_as_int(errcode), str(payload.get("errmsg", "")), on_token_api=token_api)
                 return payload
-            except WeChatTransportError as exc:
-                if not replayable and exc.maybe_processed:
+            except WeChatAPIError as exc:
+                put_metric(
+                    WECHAT_API_ERROR,
+                    MetricUnit.Count,
+                    1,
+                    Endpoint=endpoint,
+                    ErrCode=TRANSPORT_ERRCODE if exc.errcode is None else str(exc.errcode),
+                )
+                if not isinstance(exc, RetryableWeChatError):
+                    raise
+                if isinstance(exc, WeChatTransportError) and not replayable and exc.maybe_processed:
                     raise WeChatTransportError(
                         f"{exc.errmsg}; not retried at once, because WeChat may have minted a token "
                         "that retires the stored one in 5 minutes — the Lambda retry asks again"
                     ) from None
-                last = exc
-            except RetryableWeChatError as exc:
                 last = exc
             if attempt == self._max_attempts:
                 break
@@ -161,6 +174,24 @@ class WeChatAPI:
                 break
             self._sleep(delay)
         raise last from None
+
+    def _timed(
+        self,
+        endpoint: str,
+        method: str,
+        url: str,
+        path: str,
+        params: Mapping[str, Any] | None,
+        json: Any,
+        timeout: tuple[float, float],
+    ) -> dict[str, Any]:
+        """:meth:`_once`, reporting how long the round trip took, answered or not."""
+        started = time.perf_counter()
+        try:
+            return self._once(method, url, path, params, json, timeout)
+        finally:
+            elapsed_ms = (time.perf_counter() - started) * 1000
+            put_metric(WECHAT_API_LATENCY, MetricUnit.Milliseconds, round(elapsed_ms, 1), Endpoint=endpoint)
 
     def _once(
         self,

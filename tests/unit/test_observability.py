@@ -1,0 +1,148 @@
+"""The one Metrics and the lazy Tracer: EMF lines as CloudWatch reads them, and no X-Ray SDK
+import (hundreds of ms of every cold start) unless tracing is asked for."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+import threading
+from contextlib import redirect_stdout
+from pathlib import Path
+
+import pytest
+from aws_lambda_powertools.metrics import MetricUnit
+
+from wxtoken import observability
+from wxtoken.observability import metrics, put_metric
+
+LAYER = str(Path(__file__).parents[2] / "layers" / "wxtoken")
+
+
+@pytest.fixture(autouse=True)
+def nothing_pending():
+    """Counts other tests of this process left unflushed must not show up here."""
+    with redirect_stdout(io.StringIO()):
+        metrics.flush_metrics()
+
+
+def emf_lines(text: str) -> list[dict]:
+    return [json.loads(line) for line in text.splitlines() if line.startswith('{"_aws"')]
+
+
+def test_a_point_is_one_emf_line_with_its_dimensions_and_the_service(capsys):
+    put_metric("WeChatApiError", MetricUnit.Count, 1, Endpoint="token", ErrCode="40164")
+
+    [line] = emf_lines(capsys.readouterr().out)
+    [directive] = line["_aws"]["CloudWatchMetrics"]
+    assert directive["Namespace"] == "WxToken"
+    assert sorted(directive["Dimensions"][0]) == ["Endpoint", "ErrCode", "service"]
+    assert directive["Metrics"] == [{"Name": "WeChatApiError", "Unit": "Count"}]
+    assert (line["Endpoint"], line["ErrCode"], line["WeChatApiError"]) == ("token", "40164", [1.0])
+
+
+def test_points_written_from_many_threads_stay_whole_lines(capsys):
+    def emit(i: int) -> None:
+        for _ in range(50):
+            put_metric("WeChatApiLatency", MetricUnit.Milliseconds, i, Endpoint="api")
+
+    threads = [threading.Thread(target=emit, args=(i,)) for i in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 400
+    assert all(json.loads(line)["Endpoint"] == "api" for line in lines)
+
+
+def test_counts_are_summed_into_one_line_at_the_flush(capsys):
+    for _ in range(1000):
+        observability.count("TokenCacheHit")
+    observability.count("TokenCacheMiss")
+    assert capsys.readouterr().out == ""  # a hot path writes nothing
+
+    metrics.flush_metrics()
+
+    [line] = emf_lines(capsys.readouterr().out)
+    assert (line["TokenCacheHit"], line["TokenCacheMiss"]) == ([1000.0], [1.0])
+    assert line["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["service"]]
+
+
+def test_a_flush_with_nothing_to_say_writes_nothing(capsys, recwarn):
+    metrics.flush_metrics()
+    assert capsys.readouterr().out == ""
+    assert not [w for w in recwarn if "No application metrics" in str(w.message)]
+
+
+def test_a_metric_that_cannot_be_written_is_dropped_not_raised(capsys):
+    put_metric("", MetricUnit.Count, 1)  # an invalid name
+    assert emf_lines(capsys.readouterr().out) == []
+
+
+def test_metrics_can_be_turned_off(capsys, monkeypatch):
+    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
+    put_metric("TokenRefreshed", MetricUnit.Count, 1, appid="wx1")
+    observability.count("TokenCacheHit")
+    metrics.flush_metrics()
+    assert capsys.readouterr().out == ""
+
+
+def run_python(code: str, **env: str) -> subprocess.CompletedProcess[str]:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith(("WXTOKEN_", "LAMBDA_TASK"))}
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        env={**environment, "PYTHONPATH": LAYER, **env},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+
+
+PROBE = """
+import sys
+from wxtoken.observability import tracer
+
+@tracer.capture_method(capture_response=False)
+def work(x):
+    return x + 1
+
+@tracer.capture_lambda_handler(capture_response=False)
+def handler(event, context):
+    return work(event)
+
+assert work(1) == 2
+imported = any(m.startswith("aws_xray_sdk") and sys.modules[m] is not None for m in list(sys.modules))
+print(type(tracer).__name__, imported)
+"""
+
+
+def test_tracing_is_off_by_default_and_imports_no_xray_sdk():
+    assert run_python(PROBE).stdout.split() == ["NoOpTracer", "False"]
+
+
+def test_tracing_on_uses_powertools_tracer():
+    pytest.importorskip("aws_xray_sdk")
+    assert run_python(PROBE, WXTOKEN_TRACING="true").stdout.split() == ["Tracer", "True"]
+
+
+def test_tracing_on_without_the_xray_sdk_warns_and_stays_off():
+    # Given an environment where aws-xray-sdk cannot be imported
+    blocker = "import sys; sys.modules['aws_xray_sdk'] = None; sys.modules['aws_xray_sdk.core'] = None\n"
+
+    result = run_python(blocker + PROBE, WXTOKEN_TRACING="true")
+
+    assert result.stdout.splitlines()[-1].split() == ["NoOpTracer", "False"]
+    assert "aws-xray-sdk is not installed" in result.stdout + result.stderr
+
+
+def test_tracing_never_patches_requests():
+    # requests' exception texts quote the token URL, whose query carries the AppSecret.
+    pytest.importorskip("aws_xray_sdk")
+    code = PROBE + "import requests; print(type(requests.Session.request).__name__)"
+    result = run_python(code, WXTOKEN_TRACING="true", LAMBDA_TASK_ROOT="/var/task")
+    assert result.stdout.split()[-1] == "function"
