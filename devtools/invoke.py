@@ -1,0 +1,199 @@
+"""``sam local invoke`` without Docker: run one function of template.yaml once, locally.
+
+    python -m devtools.invoke RefreshTokenFunction -e events/force_all.json [--env-vars events/env.json]
+
+Same flags as ``sam local invoke``: the function's logical id, ``-e/--event`` (a file, or
+``-`` for stdin; none = ``{}``), ``-n/--env-vars`` (``{"<LogicalId>": {...}, "Parameters":
+{...}}``; like sam, only variables the template declares for the function are set),
+``--parameter-overrides`` and ``-t/--template``. The function runs in a fresh process (a
+cold start) with its environment from the template; its logs go to stderr, its result (or
+Lambda's error object) to stdout as JSON. The exit status is 0 when the function returned,
+1 when it raised (sam exits 0 either way; a script wants to know).
+
+It runs against the local AWS and WeChat of a running ``make local`` (found through its
+state file), so the function sees the same secret, store and stand-in; with none running
+(or ``--standalone``) it starts its own for this one invocation. There is no container, so
+``host.docker.internal`` in an env-vars value means this machine: 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from devtools.lambda_host import Console, FunctionContainer
+from devtools.local import parse_overrides
+from devtools.local_system import (
+    DEFAULT_STATE_FILE,
+    TEMPLATE,
+    LocalError,
+    LocalOptions,
+    LocalSystem,
+    lambda_environment,
+    read_state,
+)
+from devtools.sam_template import Function, SamTemplate, TemplateError
+
+DOCKER_HOST = "host.docker.internal"
+
+
+def load_event(source: str | None) -> Any:
+    if source is None:
+        return {}
+    try:
+        text = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
+        return json.loads(text) if text.strip() else {}
+    except OSError as exc:
+        raise LocalError(f"cannot read the event {source}: {exc.strerror}") from None
+    except ValueError as exc:
+        raise LocalError(f"the event {source} is not JSON: {exc}") from None
+
+
+def load_env_vars(path: Path | None) -> dict[str, Any]:
+    if path is None:
+        return {}
+    try:
+        env_vars = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise LocalError(f"cannot read --env-vars {path}: {exc}") from None
+    if not isinstance(env_vars, dict):
+        raise LocalError(f'--env-vars {path} must be {{"<LogicalId>": {{...}}, "Parameters": {{...}}}}')
+    return env_vars
+
+
+def pick_function(functions: Mapping[str, Function], name: str | None) -> Function:
+    if name is None and len(functions) == 1:
+        return next(iter(functions.values()))
+    for function in functions.values():
+        if name in (function.logical_id, function.function_name):
+            return function
+    known = ", ".join(functions)
+    raise LocalError(
+        f"{'name a function' if name is None else f'no function {name}'}: the template has {known}"
+    )
+
+
+def apply_env_vars(function: Function, environment: dict[str, str], env_vars: Mapping[str, Any]) -> list[str]:
+    """Override ``environment`` from an env-vars file, as sam does; returns notes to show."""
+    overrides = {**(env_vars.get("Parameters") or {}), **(env_vars.get(function.logical_id) or {})}
+    notes = []
+    for name, raw in overrides.items():
+        if name not in function.environment:
+            notes.append(f"{name}: the template declares no such variable for {function.logical_id}; ignored")
+            continue
+        value = "" if raw is None else str(raw).lower() if isinstance(raw, bool) else str(raw)
+        if DOCKER_HOST in value:
+            value = value.replace(DOCKER_HOST, "127.0.0.1")
+        if value != function.environment[name]:
+            notes.append(f"{name}={value} (template: {function.environment[name] or '(empty)'})")
+        environment[name] = value
+    return notes
+
+
+def _local_wechat_port(env_vars: Mapping[str, Any], function_id: str | None) -> int:
+    """The port env-vars points WECHAT_API_BASE at on this machine (0: none), for the stand-in."""
+    value = str((env_vars.get(function_id or "") or {}).get("WECHAT_API_BASE") or "")
+    split = urlsplit(value.replace(DOCKER_HOST, "127.0.0.1"))
+    return (split.port or 0) if split.hostname in ("127.0.0.1", "localhost") else 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m devtools.invoke", description=__doc__.split("\n\n")[0])
+    parser.add_argument("function_id", nargs="?", metavar="FUNCTION_LOGICAL_ID")
+    parser.add_argument("-e", "--event", help="JSON event file, or - for stdin (default: {})")
+    parser.add_argument("-n", "--env-vars", type=Path, help="JSON file of environment variable overrides")
+    parser.add_argument(
+        "--parameter-overrides", action="append", default=[], metavar="'KEY=VALUE …'", help="as sam's"
+    )
+    parser.add_argument("-t", "--template", type=Path, default=TEMPLATE)
+    parser.add_argument("--state-file", type=Path, default=DEFAULT_STATE_FILE, help="a running make local's")
+    parser.add_argument("--standalone", action="store_true", help="do not use a running make local")
+    parser.add_argument(
+        "--raw-logs", action="store_true", help="print the function's JSON log lines as they are"
+    )
+    args = parser.parse_args(argv)
+
+    console = Console(sys.stderr, raw_logs=args.raw_logs)
+    system: LocalSystem | None = None
+    try:
+        event = load_event(args.event)
+        env_vars = load_env_vars(args.env_vars)
+        overrides = parse_overrides(args.parameter_overrides)
+        state = None if args.standalone else read_state(args.state_file)
+        if state is not None:
+            wechat = state["wechat"]
+            label = "SANDBOX — not WeChat" if wechat["sandbox"] else "the REAL WeChat API"
+            console.say(
+                "invoke",
+                f"using the running make local (pid {state['pid']}): AWS {state['aws_endpoint']}, "
+                f"WeChat {wechat['api_base']} ({label})",
+            )
+            template = SamTemplate.load(
+                args.template.resolve(),
+                parameter_overrides={**state["parameters"], **overrides},
+                physical_ids=state["physical_ids"],
+                stack_name=state["stack_name"],
+                region=state["region"],
+            )
+            aws_endpoint, lambda_endpoint = state["aws_endpoint"], state["lambda_endpoint"]
+        else:
+            options = LocalOptions.from_environ(
+                template=args.template.resolve(),
+                parameter_overrides=overrides,
+                aws_port=0,
+                lambda_port=0,
+                wechat_port=_local_wechat_port(env_vars, args.function_id),
+            )
+            system = LocalSystem(options, console)
+            label = "SANDBOX — not WeChat" if system.sandbox else "the REAL WeChat API"
+            console.say(
+                "invoke", f"no make local running: a local AWS and WeChat ({label}) for this invocation"
+            )
+            system.start(warm=False)
+            assert system.template is not None
+            template = system.template
+            aws_endpoint, lambda_endpoint = system.aws_endpoint, system.lambda_endpoint
+        function = pick_function(template.functions(), args.function_id)
+        environment = lambda_environment(function, aws_endpoint=aws_endpoint, lambda_endpoint=lambda_endpoint)
+        for note in apply_env_vars(function, environment, env_vars):
+            console.say("env-vars", note)
+        base = environment.get("WECHAT_API_BASE")
+        if (
+            system is not None
+            and system.sandbox
+            and base is not None
+            and not base.startswith(system.wechat_base)
+        ):
+            console.say(
+                "env-vars", f"warning: WECHAT_API_BASE={base}, but the stand-in is at {system.wechat_base}"
+            )
+        container = FunctionContainer(function, environment, console)
+        try:
+            result = container.invoke(event)
+        finally:
+            container.stop()
+        init = f"  Init Duration: {result.init_ms:.2f} ms" if result.init_ms is not None else ""
+        console.say(
+            "",
+            f"REPORT RequestId: {result.request_id}  Duration: {result.duration_ms:.2f} ms  "
+            f"Memory Size: {function.memory_size} MB{init}",
+        )
+        print(json.dumps(result.payload, ensure_ascii=False), flush=True)
+        return 0 if result.ok else 1
+    except (LocalError, TemplateError) as exc:
+        console.say("invoke", f"error: {exc}")
+        return 2
+    finally:
+        if system is not None:
+            system.stop()
+        gc.freeze()  # spare the exit a last collection over moto's many objects
+
+
+if __name__ == "__main__":
+    sys.exit(main())

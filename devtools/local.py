@@ -1,0 +1,327 @@
+"""``make local``: template.yaml running on this machine, no Docker and no AWS account.
+
+    python -m devtools.local [--port 3000] [--once] [--parameter-overrides Key=Value …]
+
+Everything it runs is read from template.yaml (:mod:`devtools.sam_template`): the
+functions (CodeUri, Handler, Timeout, layers) with their environment, the HTTP API routes
+(served on ``--port`` like ``sam local start-api``, each request a payload v2 event), and
+the schedules (fired once at start, then at their ``rate()``, with their Input). Around
+them (:mod:`devtools.local_system`): moto as the local AWS, the WeChat stand-in unless
+``WECHAT_APPID``/``WECHAT_APPSECRET`` are set, Redis when ``TOKEN_STORE=redis``.
+
+Ctrl-C or SIGTERM stops every server, thread and process it started, and exits 0.
+``--once`` starts everything, fires the schedules, checks the token API and an encrypted
+message through HTTP, then stops: a smoke test of the whole loop.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import signal
+import sys
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+
+from devtools.api_gateway import LOCAL_IAM_USER_ARN, HttpApiServer
+from devtools.lambda_host import Console, Invocation
+from devtools.local_system import (
+    DEFAULT_PORTS,
+    DEFAULT_STATE_FILE,
+    ROOT,
+    TEMPLATE,
+    LocalError,
+    LocalOptions,
+    LocalSystem,
+    redacted_url,
+    remove_state,
+    write_state,
+)
+from devtools.sam_template import Function, Schedule, TemplateError
+
+
+class Stopping(Exception):
+    """Raised between start-up steps once Ctrl-C / SIGTERM arrived."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Job:
+    function: Function
+    schedule: Schedule
+
+
+class Scheduler:
+    """Fires each schedule's payload at the function, once now and then every period.
+
+    Runs in one thread; a run that overlaps the next firing delays it (nothing is queued).
+    Deployed, Lambda retries a failed asynchronous run twice and then sends it to the
+    on-failure destination; locally the failure is printed and the next firing comes.
+    """
+
+    def __init__(self, system: LocalSystem, console: Console, stop: threading.Event) -> None:
+        self._system = system
+        self._console = console
+        self._stop = stop
+        self.jobs = [_Job(f, s) for f in system.functions.values() for s in f.schedules]
+        self._thread = threading.Thread(target=self._run, name="scheduler", daemon=True)
+
+    def fire(self, job: _Job) -> Invocation:
+        payload = job.schedule.payload(datetime.now(UTC))
+        result = self._system.invoke(job.function.logical_id, payload)
+        target = f"{job.schedule.name} {job.schedule.expression} → {job.function.logical_id}"
+        if result.ok:
+            self._console.say("schedule", f"{target}: {result.summary} {json.dumps(result.payload)}")
+        else:
+            self._console.say(
+                "schedule",
+                f"{target}: {result.summary}: {str(result.payload.get('errorMessage'))[:500]}\n"
+                "(deployed, Lambda retries a failed scheduled run twice, then sends it to the on-failure "
+                "queue; here the next firing comes on schedule)",
+            )
+        return result
+
+    def fire_all(self) -> list[Invocation]:
+        return [self.fire(job) for job in self.jobs if not self._stop.is_set()]
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def join(self) -> None:
+        if self._thread.is_alive():
+            self._thread.join(timeout=10)
+
+    def _run(self) -> None:
+        now = time.monotonic()
+        due = {id(job): now + job.schedule.period_seconds for job in self.jobs}
+        while self.jobs:
+            job = min(self.jobs, key=lambda j: due[id(j)])
+            if self._stop.wait(max(due[id(job)] - time.monotonic(), 0)):
+                return
+            self.fire(job)
+            now = time.monotonic()
+            while due[id(job)] <= now:  # a missed firing is skipped, as with no flexible window
+                due[id(job)] += job.schedule.period_seconds
+
+
+def _banner(system: LocalSystem, api: HttpApiServer) -> str:
+    app = system.app
+    lines = ["", "wxtoken local — template.yaml on this machine (no Docker, no AWS account)", ""]
+    if system.sandbox:
+        lines += [
+            f"  WeChat API    SANDBOX — not WeChat: the stand-in at {system.wechat_base}",
+            f"  sample app    appid {app.appid}  AppSecret {app.app_secret}",
+            f"                Token {app.token}  EncodingAESKey {app.encoding_aes_key}",
+        ]
+    else:
+        lines += [
+            f"  WeChat API    the REAL WeChat API at {system.wechat_base}, app {app.appid}",
+            f"                Token {app.token}  EncodingAESKey {app.encoding_aes_key}",
+        ]
+    if system.options.token_store == "redis":
+        store = f"Redis at {redacted_url(system.redis_url or '')}"
+    else:
+        store = f"SSM in the local AWS, under {_prefix(system)}/ (TOKEN_STORE=redis make local for Redis)"
+    lines += [
+        f"  token store   {store}",
+        f"  local AWS     moto at {system.aws_endpoint} (Secrets Manager, SSM, DynamoDB; fake keys)",
+        f"  Lambda API    {system.lambda_endpoint} (REFRESH_FUNCTION_NAME goes here; sam local start-lambda)",
+        "",
+        "  functions (each in a process of its own, with its environment from the template):",
+    ]
+    for function in system.functions.values():
+        relative = (
+            function.code_uri.relative_to(ROOT)
+            if function.code_uri.is_relative_to(ROOT)
+            else function.code_uri
+        )
+        lines.append(
+            f"    {function.logical_id:<22} {relative}/ {function.handler}  timeout {function.timeout}s"
+        )
+    lines.append("  schedules (fired once at start, then at their rate):")
+    for function in system.functions.values():
+        for schedule in function.schedules:
+            target = f"{schedule.name:<10} {schedule.expression:<18} → {function.logical_id}"
+            lines.append(f"    {target} {schedule.input or ''}")
+    lines.append("  routes:")
+    for route in api.routes:
+        auth = "  (AWS_IAM: locally, a fake IAM identity)" if route.authorizer == "AWS_IAM" else ""
+        lines.append(f"    {route.method:<5} {api.url}{route.path:<18} → {route.function}{auth}")
+    lines += [
+        "",
+        "Try it (in another terminal):",
+        f"  curl {api.url}/token/{app.appid}",
+        '  make play MSG="hello"                    # a signed, encrypted text message; prints the reply',
+        "  make invoke FN=RefreshTokenFunction EVENT=events/force_all.json",
+        f"  AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local aws --region us-east-1 --endpoint-url "
+        f"{system.aws_endpoint} ssm get-parameter --with-decryption --name "
+        f"{_prefix(system)}/{app.appid}/access_token",
+        "",
+    ]
+    if any(route.authorizer == "AWS_IAM" for route in api.routes):
+        lines.append(
+            f"note: routes with AWS_IAM auth are not checked locally; requests get {LOCAL_IAM_USER_ARN}. "
+            "Deployed, they need SigV4."
+        )
+    lines.append("Ctrl-C stops everything.")
+    return "\n".join(lines)
+
+
+def _prefix(system: LocalSystem) -> str:
+    function = next(iter(system.functions.values()), None)
+    return function.environment.get("TOKEN_PARAMETER_PREFIX", "/wxtoken") if function else "/wxtoken"
+
+
+def _self_check(system: LocalSystem, api: HttpApiServer, console: Console) -> bool:
+    """The token API answers, and an encrypted text message gets its echo (sandbox app)."""
+    from devtools.play import send, token
+    from devtools.wechat_player import WeChatPlayer, text_xml
+
+    ok = True
+    answer = token(api.url, system.app.appid)
+    has_token = answer.status == 200 and "access_token" in json.loads(answer.body or "{}")
+    console.say(
+        "check", f"GET /token/{system.app.appid} → {answer.status}: {'ok' if has_token else answer.body}"
+    )
+    ok &= has_token
+    if system.sandbox:
+        player = WeChatPlayer(system.app.appid, system.app.token, system.app.encoding_aes_key)
+        message = "hello from make local --once"
+        exchange = send(api.url, player, text_xml(message, msg_id=time.time_ns() // 1000), encrypted=True)
+        echoed = exchange.status == 200 and exchange.reply_fields.get("Content") == message
+        console.say(
+            "check", f"encrypted text message → {exchange.status}: {'echoed' if echoed else exchange.body}"
+        )
+        ok &= echoed
+    return ok
+
+
+def parse_overrides(items: Sequence[str]) -> dict[str, str]:
+    """sam's --parameter-overrides: ``"Key=Value Key2=Value2"`` or
+    ``ParameterKey=Key,ParameterValue=Value``. Raises LocalError for another shape."""
+    overrides = {}
+    for item in (word for text in items for word in text.split()):
+        if item.startswith("ParameterKey="):
+            fields = dict(part.partition("=")[::2] for part in item.split(",", 1))
+            if "ParameterValue" in fields:
+                overrides[fields["ParameterKey"]] = fields["ParameterValue"]
+                continue
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise LocalError(f"--parameter-overrides wants Key=Value, got {item!r}")
+        overrides[key] = value
+    return overrides
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m devtools.local", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--host", default="127.0.0.1", help="where the HTTP API listens (default: 127.0.0.1)")
+    parser.add_argument(
+        "--port", type=int, default=DEFAULT_PORTS["api"], help="HTTP API port (default: 3000)"
+    )
+    parser.add_argument("--lambda-port", type=int, default=DEFAULT_PORTS["lambda"], help="Lambda Invoke API")
+    parser.add_argument("--aws-port", type=int, default=DEFAULT_PORTS["aws"], help="the local AWS (moto)")
+    parser.add_argument(
+        "--wechat-port", type=int, default=DEFAULT_PORTS["wechat"], help="the WeChat stand-in"
+    )
+    parser.add_argument("-t", "--template", type=Path, default=TEMPLATE)
+    parser.add_argument(
+        "--parameter-overrides", action="append", default=[], metavar="'KEY=VALUE …'", help="as sam's"
+    )
+    parser.add_argument(
+        "--state-file", type=Path, default=DEFAULT_STATE_FILE, help="where invoke/play find us"
+    )
+    parser.add_argument(
+        "--raw-logs", action="store_true", help="print the functions' JSON log lines as they are"
+    )
+    parser.add_argument("--once", action="store_true", help="start, fire the schedules, self-check, stop")
+    args = parser.parse_args(argv)
+
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+
+    def check() -> None:
+        if stop.is_set():
+            raise Stopping
+
+    console = Console(raw_logs=args.raw_logs)
+    started = time.monotonic()
+    system: LocalSystem | None = None
+    api: HttpApiServer | None = None
+    scheduler: Scheduler | None = None
+    try:
+        overrides = parse_overrides(args.parameter_overrides)
+        options = LocalOptions.from_environ(
+            template=args.template.resolve(),
+            parameter_overrides=overrides,
+            aws_port=args.aws_port,
+            lambda_port=args.lambda_port,
+            wechat_port=args.wechat_port,
+        )
+        system = LocalSystem(options, console)
+        if system.sandbox:
+            console.say(
+                "local",
+                "WeChat: SANDBOX — not WeChat (set WECHAT_APPID and WECHAT_APPSECRET for the real API)",
+            )
+        else:
+            console.say(
+                "local",
+                f"WeChat: the REAL API for {system.app.appid}. Each refresh mints a new access_token and "
+                "retires the previous one 5 minutes later for every other program using this app.",
+            )
+        try:  # bound first: a taken port fails at once, not after the start-up
+            api = HttpApiServer([], system.invoke, console, host=args.host, port=args.port)
+        except OSError as exc:
+            raise LocalError(
+                f"cannot listen on {args.host}:{args.port} ({exc.strerror}): is another make local or "
+                "sam local start-api running? Or pick a port: make local LOCAL_ARGS='--port 3005'"
+            ) from None
+        system.start(check=check)
+        api.routes = [route for function in system.functions.values() for route in function.routes]
+        api.start()
+        scheduler = Scheduler(system, console, stop)
+        scheduler.fire_all()
+        check()
+        scheduler.start()
+        console.say("", _banner(system, api))
+        write_state(args.state_file, system.state(api_url=api.url))
+        console.say("local", f"ready in {time.monotonic() - started:.1f} s")
+        if args.once:
+            return 0 if _self_check(system, api, console) else 1
+        while not stop.wait(0.5):
+            pass
+        return 0
+    except Stopping:
+        return 0
+    except (LocalError, TemplateError) as exc:
+        console.say("local", f"error: {exc}")
+        return 1
+    finally:
+        stop.set()
+        console.say("local", "stopping …")
+        if api is not None:
+            api.stop()
+        if system is not None:
+            system.stop()  # ends a run the scheduler may be waiting for
+        if scheduler is not None:
+            scheduler.join()
+        remove_state(args.state_file)
+        console.say("local", "stopped")
+        # Everything is stopped; spare the exit a last collection over moto's many objects
+        # (2 s of a 3 s shutdown otherwise).
+        gc.freeze()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

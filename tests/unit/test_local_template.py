@@ -1,0 +1,167 @@
+"""What the local loop reads from template.yaml, and how it speaks API Gateway and sam.
+
+The loop repeats nothing of the template in code: these pin that the functions, their
+environments, schedules and routes it runs are the template's, resolved to local values.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from devtools.api_gateway import LOCAL_IAM_USER_ARN, build_event, http_response
+from devtools.invoke import apply_env_vars
+from devtools.lambda_host import Invocation, render_log_line
+from devtools.local_system import LOCAL_PHYSICAL_IDS, STACK_NAME, lambda_environment
+from devtools.sam_template import SamTemplate, TemplateError, rate_seconds
+from wxtoken.refresh import Trigger
+from wxtoken.refresh_events import parse_refresh_event
+
+TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"
+
+
+def local_template(**parameters: str) -> SamTemplate:
+    return SamTemplate.load(
+        TEMPLATE, parameter_overrides=parameters, physical_ids=LOCAL_PHYSICAL_IDS, stack_name=STACK_NAME
+    )
+
+
+def test_each_function_gets_the_globals_and_its_own_variables_resolved_locally():
+    functions = local_template(WeChatApiBase="http://127.0.0.1:8081").functions()
+    refresh, webhook = functions["RefreshTokenFunction"], functions["WebhookFunction"]
+
+    for function in (refresh, webhook):
+        assert function.environment["WECHAT_APPS_SECRET_ID"] == "wxtoken/apps"
+        assert function.environment["WECHAT_API_BASE"] == "http://127.0.0.1:8081"
+        assert function.environment["TOKEN_STORE"] == "ssm"
+        assert function.code_uri.joinpath(function.handler.split(".")[0] + ".py").is_file()
+        assert [layer.name for layer in function.layers] == ["wxtoken"]
+    # the webhook asks the refresh function (by its name) and dedups in the stack's table
+    assert webhook.environment["REFRESH_FUNCTION_NAME"] == refresh.function_name
+    assert webhook.environment["DEDUP_TABLE"] == f"{STACK_NAME}-DedupTable"
+    assert "REFRESH_FUNCTION_NAME" not in refresh.environment
+    assert (refresh.timeout, webhook.timeout) == (60, 6)
+
+
+def test_token_store_redis_points_both_functions_at_redis_and_drops_the_dedup_table():
+    template = local_template(TokenStore="redis", RedisUrl="redis://127.0.0.1:6379/0")
+    webhook = template.functions()["WebhookFunction"]
+
+    assert webhook.environment["TOKEN_STORE"] == "redis"
+    assert webhook.environment["REDIS_URL"] == "redis://127.0.0.1:6379/0"
+    assert webhook.environment["DEDUP_TABLE"] == ""
+    assert [r.logical_id for r in template.resources_of_type("AWS::DynamoDB::Table")] == []
+
+
+def test_a_parameter_value_the_template_does_not_allow_is_refused():
+    with pytest.raises(TemplateError, match="TokenStore='dynamodb' is not one of ssm, redis"):
+        local_template(TokenStore="dynamodb")
+
+
+def test_schedules_fire_the_templates_input_with_the_scheduled_time_filled_in():
+    refresh = local_template().functions()["RefreshTokenFunction"]
+    schedules = {s.name: s for s in refresh.schedules}
+
+    assert schedules["Schedule"].period_seconds == 115 * 60
+    assert schedules["Guard"].period_seconds == 60
+    fired = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
+    payload = schedules["Schedule"].payload(fired)
+    assert payload == {"action": "scheduled", "scheduled_time": "2026-11-23T08:00:00Z"}
+    request = parse_refresh_event(payload, clock=lambda: fired.timestamp() + 5)
+    assert (request.trigger, request.requested_at) == (Trigger.SCHEDULED, fired.timestamp())
+    assert schedules["Guard"].payload(fired) == {"action": "guard"}
+
+
+@pytest.mark.parametrize(
+    ("expression", "seconds"),
+    [
+        ("rate(1 minute)", 60),
+        ("rate(115 minutes)", 6900),
+        ("rate(2 hours)", 7200),
+        ("cron(0 * * * ? *)", None),
+    ],
+)
+def test_rate_expressions(expression, seconds):
+    assert rate_seconds(expression) == seconds
+
+
+def test_a_request_becomes_the_payload_v2_event_of_its_route():
+    routes = {r.route_key: r for r in local_template().functions()["WebhookFunction"].routes}
+    assert set(routes) == {"GET /wechat/{appid}", "POST /wechat/{appid}", "GET /token/{appid}"}
+
+    event = build_event(
+        routes["POST /wechat/{appid}"],
+        "POST",
+        "/wechat/wx1111111111111111?signature=abc&timestamp=1&nonce=2",
+        [("Content-Type", "text/xml"), ("X-Forwarded-For", "a"), ("x-forwarded-for", "b")],
+        "<xml>你好</xml>".encode(),
+    )
+    assert event["routeKey"] == "POST /wechat/{appid}"
+    assert event["pathParameters"] == {"appid": "wx1111111111111111"}
+    assert event["queryStringParameters"] == {"signature": "abc", "timestamp": "1", "nonce": "2"}
+    assert event["headers"]["x-forwarded-for"] == "a,b"
+    assert (event["body"], event["isBase64Encoded"]) == ("<xml>你好</xml>", False)
+    assert "authorizer" not in event["requestContext"]
+
+
+def test_an_aws_iam_route_gets_the_local_iam_identity_and_binary_bodies_go_base64():
+    routes = {r.route_key: r for r in local_template().functions()["WebhookFunction"].routes}
+
+    event = build_event(
+        routes["GET /token/{appid}"], "GET", "/token/wx1", [("content-type", "image/png")], b"\x89PNG"
+    )
+    assert event["requestContext"]["authorizer"]["iam"]["userArn"] == LOCAL_IAM_USER_ARN
+    assert base64.b64decode(event["body"]) == b"\x89PNG"
+    assert event["isBase64Encoded"] is True
+
+
+def test_function_results_and_failures_become_api_gateway_answers():
+    ok = Invocation("F", "r", True, {"statusCode": 201, "headers": {"X-A": "1"}, "body": "hi"}, 1.0)
+    assert http_response(ok) == (201, [("X-A", "1")], b"hi")
+    bare = Invocation("F", "r", True, {"a": 1}, 1.0)
+    assert http_response(bare) == (200, [("Content-Type", "application/json")], b'{"a": 1}')
+    crashed = Invocation("F", "r", False, {"errorType": "KeyError", "errorMessage": "x"}, 1.0)
+    assert http_response(crashed)[0] == 500
+    timed_out = Invocation("F", "r", False, {"errorType": "Sandbox.Timedout", "errorMessage": "x"}, 1.0)
+    assert http_response(timed_out)[0] == 503
+
+
+def test_env_vars_override_only_declared_variables_and_docker_host_means_this_machine():
+    refresh = local_template().functions()["RefreshTokenFunction"]
+    environment = lambda_environment(
+        refresh, aws_endpoint="http://127.0.0.1:1", lambda_endpoint="http://127.0.0.1:2"
+    )
+    env_vars = json.loads((TEMPLATE.parent / "events" / "env.json").read_text())
+    env_vars["RefreshTokenFunction"]["UNDECLARED"] = "x"
+
+    notes = apply_env_vars(refresh, environment, env_vars)
+
+    assert environment["WECHAT_API_BASE"] == "http://127.0.0.1:8081"
+    assert environment["TOKEN_PARAMETER_PREFIX"] == "/wxtoken-local"
+    assert "UNDECLARED" not in environment
+    assert any(note.startswith("UNDECLARED: the template declares no such variable") for note in notes)
+    # the function never reaches a real AWS account
+    assert environment["AWS_ENDPOINT_URL"] == "http://127.0.0.1:1"
+    assert environment["AWS_ENDPOINT_URL_LAMBDA"] == "http://127.0.0.1:2"
+    assert environment["AWS_CONFIG_FILE"] == environment["AWS_SHARED_CREDENTIALS_FILE"]
+
+
+def test_function_logs_are_shown_compactly():
+    line = json.dumps({"level": "INFO", "message": "refresh run finished", "service": "x", "refreshed": 1})
+    assert render_log_line(line) == "INFO    refresh run finished  refreshed=1"
+    metric = {
+        "_aws": {
+            "CloudWatchMetrics": [
+                {"Dimensions": [["appid", "service"]], "Metrics": [{"Name": "T", "Unit": "Count"}]}
+            ]
+        },
+        "appid": "wx1",
+        "service": "x",
+        "T": [1.0],
+    }
+    assert render_log_line(json.dumps(metric)) == "METRIC  T=1  (appid=wx1)"
+    assert render_log_line("plain text") == "plain text"
