@@ -105,3 +105,26 @@ clean: ## Remove build output and tool caches (keeps the virtualenvs)
 .PHONY: distclean
 distclean: clean ## clean, and remove both virtualenvs
 	rm -rf $(VENV) $(SAM_VENV)
+
+# --- local loop ---
+# template.yaml running on this machine: no Docker, no AWS account (devtools/local.py).
+# Real WeChat instead of the sandbox: WECHAT_APPID=wx… WECHAT_APPSECRET=… make local;
+# Redis instead of SSM: TOKEN_STORE=redis make local.
+
+LOCAL_ARGS ?=
+FN ?= RefreshTokenFunction
+EVENT ?= events/force_all.json
+ENV_VARS ?=
+MSG ?= hello
+
+.PHONY: local
+local: venv ## Run the stack locally: API on :3000, schedules, local AWS, WeChat sandbox
+	$(VENV)/bin/python -m devtools.local $(LOCAL_ARGS)
+
+.PHONY: invoke
+invoke: venv ## Invoke a function once (sam local invoke): FN=… EVENT=… [ENV_VARS=events/env.json]
+	$(VENV)/bin/python -m devtools.invoke $(FN) -e $(EVENT) $(if $(ENV_VARS),--env-vars $(ENV_VARS))
+
+.PHONY: play
+play: venv ## Play WeChat: send MSG to the local webhook, encrypted (PLAIN=1: plain)
+	$(VENV)/bin/python -m devtools.play text "$(MSG)" $(if $(PLAIN),,--encrypted)
