@@ -46,10 +46,12 @@ def parse_xml(body: bytes | str) -> dict[str, str]:
     if root.tag != "xml":
         raise MalformedMessage
     out: dict[str, str] = {}
+    seen: set[str] = set()  # top-level tags: a nested one leaves only dotted keys in ``out``
     for child in root:
         tag = child.tag
-        if tag in out:
+        if tag in seen:
             raise MalformedMessage
+        seen.add(tag)
         if len(child):
             _flatten(child, tag, out)
         else:
