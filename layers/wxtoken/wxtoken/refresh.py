@@ -17,6 +17,7 @@ it was made; a compare-and-refresh only by a token other than the one it saw rej
 
 from __future__ import annotations
 
+import math
 import random
 import threading
 import time
@@ -455,5 +456,7 @@ class Refresher:
         return Credential(
             value=grant.value,
             expires_at=int(asked_at) + grant.expires_in,
-            fetched_at=round(fetched_at, 3),
+            # rounded *up* to the millisecond kept, so it is never before a request made
+            # in the same millisecond (which would then refresh again)
+            fetched_at=math.ceil(fetched_at * 1000) / 1000,
         )
