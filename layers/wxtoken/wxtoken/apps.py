@@ -77,12 +77,18 @@ class AppsSource:
         self._max_age = max_age
         self._fetch = fetch
         self._provider: Any = None
+        self._parsed: tuple[str, dict[str, AppConfig]] | None = None
         # Threads of one container share one provider and its cache: without the lock, a
         # burst of cold callers would each build a boto3 client and fetch the secret.
         self._lock = threading.Lock()
 
     def all(self) -> Mapping[str, AppConfig]:
-        return parse_apps(self._secret_string())
+        raw = self._secret_string()
+        # Parsed once per distinct secret value: the webhook asks on every request.
+        parsed = self._parsed
+        if parsed is None or parsed[0] != raw:
+            parsed = self._parsed = (raw, parse_apps(raw))
+        return parsed[1]
 
     def get(self, appid: str) -> AppConfig:
         app = self.all().get(appid)

@@ -106,7 +106,9 @@ class Webhook:
         else:
             message = parse_message(body)
 
-        logger.info(
+        # DEBUG: the WebhookMessage metric counts messages by type; an INFO line per message
+        # cost more than the crypto (bench/webhook_roundtrip.py --breakdown).
+        logger.debug(
             "message received",
             extra={"appid": appid, "msg_type": message.msg_type, "event": _event_of(message)},
         )
