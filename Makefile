@@ -128,3 +128,26 @@ invoke: venv ## Invoke a function once (sam local invoke): FN=… EVENT=… [ENV
 .PHONY: play
 play: venv ## Play WeChat: send MSG to the local webhook, encrypted (PLAIN=1: plain)
 	$(VENV)/bin/python -m devtools.play text "$(MSG)" $(if $(PLAIN),,--encrypted)
+
+# --- benchmarks and fuzzing ---
+# Benchmarks print ratios measured side by side in one run (machines are noisy) and counts;
+# none of them is a test. The fuzz target runs the webhook fuzz tests with 10,000 examples
+# each (make test runs the same tests with the short "ci" profile).
+
+BENCH_ARGS ?=
+
+.PHONY: bench
+bench: venv ## Every benchmark figure in one table (bench/run_all.py; BENCH_ARGS=--quick)
+	$(VENV)/bin/python -m bench.run_all $(BENCH_ARGS)
+
+.PHONY: bench-webhook
+bench-webhook: venv ## Webhook round trip vs wechatpy, piece by piece
+	$(VENV)/bin/python -m bench.webhook_roundtrip --breakdown
+
+.PHONY: bench-cold
+bench-cold: venv ## Cold start: import, and import + first request, vs boto3
+	$(VENV)/bin/python -m bench.cold_import
+
+.PHONY: fuzz
+fuzz: venv ## Fuzz the webhook through its handler: 10,000 examples per property
+	HYPOTHESIS_PROFILE=fuzz $(VENV)/bin/pytest tests/fuzz -q --show-capture=no
