@@ -18,7 +18,8 @@ from wxtoken.config import Settings
 from wxtoken.refresh import Refresher
 from wxtoken.store import open_store
 from wxtoken.store.base import Credential, RecordName, TokenStore
-from wxtoken.wiring import build_refresher
+from wxtoken.store.ssm_store import SSMTokenStore
+from wxtoken.wiring import build_refresher, build_wechat_api
 
 APPS_SECRET_ID = "wxtoken/apps"
 
@@ -49,6 +50,19 @@ class System:
         settings = Settings.from_env({**self.env, **env_overrides})
         apps = AppsSource(settings.apps_secret_id, max_age=0)
         return build_refresher(settings, clock=self.clock, apps=apps)
+
+    def ssm_refresher(self) -> tuple[Refresher, SSMTokenStore]:
+        """A refresher on an SSM store whose boto3 client a test can inject errors into."""
+        settings = self.settings
+        store = SSMTokenStore.from_settings(settings, clock=self.clock)
+        refresher = Refresher(
+            settings=settings,
+            store=store,
+            wechat=build_wechat_api(settings),
+            apps=AppsSource(settings.apps_secret_id, max_age=0),
+            clock=self.clock,
+        )
+        return refresher, store
 
     def stored(self, appid: str, name: RecordName = RecordName.ACCESS_TOKEN) -> Credential | None:
         raw = self.store().read(appid, name)

@@ -38,7 +38,6 @@ from wxtoken.deadline import Deadline
 from wxtoken.refresh import Refresher, RefreshRequest, Trigger
 from wxtoken.store import open_store
 from wxtoken.store.base import Credential, RecordName, TokenStore
-from wxtoken.store.ssm_store import SSMTokenStore
 from wxtoken.wiring import build_wechat_api
 
 APPS = (APPID_A, APPID_B)
@@ -50,20 +49,6 @@ FAULT_MINUTE, CLEAR_MINUTE = 0, 3
 def run(refresher: Refresher, system: Any, trigger: Trigger, appids=None, invalid_token=None):
     request = RefreshRequest(trigger, system.clock(), tuple(appids) if appids else None, invalid_token)
     return refresher.run(request, Deadline.after(30))
-
-
-def ssm_refresher(system: Any) -> tuple[Refresher, SSMTokenStore]:
-    """A refresher on an SSM store whose boto3 client the test can inject errors into."""
-    settings = Settings.from_env(system.env)
-    store = SSMTokenStore.from_settings(settings, clock=system.clock)
-    refresher = Refresher(
-        settings=settings,
-        store=store,
-        wechat=build_wechat_api(settings),
-        apps=AppsSource(settings.apps_secret_id, max_age=0),
-        clock=system.clock,
-    )
-    return refresher, store
 
 
 class Watch:
@@ -243,7 +228,7 @@ def test_redis_killed_and_restarted(system, redis_server, capsys):
 @pytest.mark.parametrize("system", ["ssm"], indirect=True)
 @pytest.mark.parametrize("fault", ["throttled", "access-denied"])
 def test_ssm_fault_at_the_scheduled_run(system, fault, capsys):
-    refresher, store = ssm_refresher(system)
+    refresher, store = system.ssm_refresher()
     watch = Watch(system)
     with observed(system, capsys) as output:
         to_the_mark(system, refresher)

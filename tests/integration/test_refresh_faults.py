@@ -7,25 +7,8 @@ import pytest
 from devtools.wechat_standin import Callback
 from tests.fixtures.aws import inject_error, throttle
 from tests.fixtures.wechat import APPID_A, APPID_B
-from wxtoken.apps import AppsSource
-from wxtoken.config import Settings
 from wxtoken.deadline import Deadline
 from wxtoken.refresh import Refresher, RefreshRequest, Trigger
-from wxtoken.store.ssm_store import SSMTokenStore
-from wxtoken.wiring import build_wechat_api
-
-
-def ssm_refresher(system) -> tuple[Refresher, SSMTokenStore]:
-    settings = Settings.from_env(system.env)
-    store = SSMTokenStore.from_settings(settings, clock=system.clock)
-    refresher = Refresher(
-        settings=settings,
-        store=store,
-        wechat=build_wechat_api(settings),
-        apps=AppsSource(settings.apps_secret_id, max_age=0),
-        clock=system.clock,
-    )
-    return refresher, store
 
 
 def force(refresher: Refresher, system, appid: str):
@@ -55,7 +38,7 @@ def test_redis_killed_during_a_refresh_keeps_the_old_token(system, redis_server)
 
 @pytest.mark.parametrize("system", ["ssm"], indirect=True)
 def test_ssm_throttling_is_retried_by_botocore_and_the_refresh_succeeds(system):
-    refresher, store = ssm_refresher(system)
+    refresher, store = system.ssm_refresher()
     throttle(store.client, "PutParameter", times=2)
 
     report = force(refresher, system, APPID_B)
@@ -65,7 +48,7 @@ def test_ssm_throttling_is_retried_by_botocore_and_the_refresh_succeeds(system):
 
 @pytest.mark.parametrize("system", ["ssm"], indirect=True)
 def test_ssm_throttling_that_outlasts_retries_fails_clearly_and_keeps_the_token(system):
-    refresher, store = ssm_refresher(system)
+    refresher, store = system.ssm_refresher()
     refresher.run(RefreshRequest(Trigger.SCHEDULED, system.clock(), (APPID_B,)), Deadline.after(30))
     before = system.stored(APPID_B)
     throttle(store.client, "GetParameter", times=50)
@@ -79,7 +62,7 @@ def test_ssm_throttling_that_outlasts_retries_fails_clearly_and_keeps_the_token(
 
 @pytest.mark.parametrize("system", ["ssm"], indirect=True)
 def test_ssm_access_denied_names_the_missing_permission_and_other_apps_go_on(system):
-    refresher, store = ssm_refresher(system)
+    refresher, store = system.ssm_refresher()
     inject_error(store.client, "PutParameter", 1, code="AccessDeniedException")
 
     system.clock.advance(1)

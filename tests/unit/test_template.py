@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 import yaml
 
+from devtools.sam_template import CloudFormationLoader
 from wxtoken.config import Settings
 from wxtoken.refresh import Trigger
 from wxtoken.refresh_events import parse_refresh_event
@@ -25,28 +26,6 @@ LOCAL_ENV = ROOT / "events" / "env.json"
 # WeChat keeps the previous token valid for 5 minutes after a new one is minted.
 WECHAT_OVERLAP_SECONDS = 300
 WXTOKEN_PREFIXES = ("WECHAT_", "TOKEN_", "REDIS_", "GUARD_", "REFRESH_")
-
-
-class CloudFormationLoader(yaml.SafeLoader):
-    """A SafeLoader that reads CloudFormation short tags as their long form (!Ref → Ref)."""
-
-
-def _intrinsic(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dict[str, Any]:
-    value: Any
-    if isinstance(node, yaml.ScalarNode):
-        value = loader.construct_scalar(node)
-    elif isinstance(node, yaml.SequenceNode):
-        value = loader.construct_sequence(node, deep=True)
-    else:
-        value = loader.construct_mapping(node, deep=True)
-    if suffix in ("Ref", "Condition"):
-        return {suffix: value}
-    if suffix == "GetAtt" and isinstance(value, str):
-        value = value.split(".", 1)
-    return {f"Fn::{suffix}": value}
-
-
-CloudFormationLoader.add_multi_constructor("!", _intrinsic)
 
 
 @pytest.fixture(scope="module")
