@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import http.server
 import json
-import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -21,7 +20,7 @@ from datetime import UTC, datetime
 from typing import Any, Final
 from urllib.parse import parse_qsl, urlsplit
 
-from devtools.lambda_host import Console, Invocation
+from devtools.lambda_host import BackgroundServer, Console, Invocation
 from devtools.sam_template import ACCOUNT_ID, Route
 
 LOCAL_IAM_USER_ARN: Final = f"arn:aws:iam::{ACCOUNT_ID}:user/wxtoken-local"
@@ -135,7 +134,7 @@ def http_response(invocation: Invocation) -> tuple[int, list[tuple[str, str]], b
     return int(result["statusCode"]), headers, body
 
 
-class HttpApiServer:
+class HttpApiServer(BackgroundServer):
     """Serves ``routes`` on ``host:port``; ``invoke(function, event)`` runs the function."""
 
     def __init__(
@@ -149,24 +148,9 @@ class HttpApiServer:
         self.routes = routes
         self._invoke = invoke
         self._console = console
-        self._server = _Server((host, port), _Handler)
-        self._server.api = self
-        self._thread = threading.Thread(target=self._server.serve_forever, name="http-api", daemon=True)
-
-    @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
-
-    def start(self) -> HttpApiServer:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._thread.is_alive():  # shutdown() waits for serve_forever, which must have run
-            self._server.shutdown()
-            self._thread.join(timeout=5)
-        self._server.server_close()
+        server = _Server((host, port), _Handler)
+        server.api = self
+        super().__init__(server, "http-api")
 
     def route_for(self, method: str, path: str) -> Route | None:
         # API Gateway prefers the most specific route: a method over ANY, fewer greedy parameters.

@@ -27,7 +27,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final, TextIO
+from typing import Any, Final, Self, TextIO
 from urllib.parse import unquote
 
 from devtools.sam_template import Function
@@ -325,7 +325,30 @@ class FunctionInitError(Exception):
 _INVOKE_PATH: Final = re.compile(r"^/2015-03-31/functions/(?P<name>[^/]+)/invocations$")
 
 
-class LambdaApiServer:
+class BackgroundServer:
+    """An HTTP server answering on a daemon thread of its own: ``url``, ``start``, ``stop``."""
+
+    def __init__(self, server: http.server.ThreadingHTTPServer, name: str) -> None:
+        self._server = server
+        self._thread = threading.Thread(target=server.serve_forever, name=name, daemon=True)
+
+    @property
+    def url(self) -> str:
+        host, port = self._server.server_address[:2]
+        return f"http://{host!s}:{port}"
+
+    def start(self) -> Self:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        if self._thread.is_alive():  # shutdown() waits for serve_forever, which must have run
+            self._server.shutdown()
+            self._thread.join(timeout=5)
+        self._server.server_close()
+
+
+class LambdaApiServer(BackgroundServer):
     """``POST /2015-03-31/functions/{name}/invocations`` for the local functions.
 
     ``find`` maps a function name, logical id or ARN to its container. RequestResponse
@@ -342,24 +365,9 @@ class LambdaApiServer:
     ) -> None:
         self._find = find
         self._console = console
-        self._server = _ThreadingServer((host, port), _InvokeHandler)
-        self._server.api = self
-        self._thread = threading.Thread(target=self._server.serve_forever, name="lambda-api", daemon=True)
-
-    @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
-
-    def start(self) -> LambdaApiServer:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        if self._thread.is_alive():  # shutdown() waits for serve_forever, which must have run
-            self._server.shutdown()
-            self._thread.join(timeout=5)
-        self._server.server_close()
+        server = _ThreadingServer((host, port), _InvokeHandler)
+        server.api = self
+        super().__init__(server, "lambda-api")
 
     def invoke(self, name: str, invocation_type: str, event: Any) -> tuple[int, dict[str, str], bytes]:
         container = self._find(_function_name(name))

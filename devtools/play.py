@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -80,24 +80,17 @@ def verify(
 ) -> Exchange:
     """The GET WeChat sends when you submit 服务器配置: the answer must be ``echostr``."""
     url = f"{base_url.rstrip('/')}/wechat/{player.appid}?{urlencode(player.verification(echostr))}"
-    started = time.monotonic()
-    response = requests.get(url, timeout=timeout)
-    elapsed = (time.monotonic() - started) * 1000
-    return Exchange(
-        "GET",
-        url,
-        "",
-        response.status_code,
-        response.headers.get("Content-Type", ""),
-        response.text,
-        response.text,
-        elapsed,
-    )
+    return _get(url, timeout, decoded=lambda text: text)
 
 
 def token(base_url: str, appid: str, timeout: float = 10.0) -> Exchange:
     """``GET /token/{appid}`` (locally every request gets a fake IAM identity)."""
     url = f"{base_url.rstrip('/')}/token/{appid}"
+    return _get(url, timeout, decoded=lambda _text: "")
+
+
+def _get(url: str, timeout: float, decoded: Callable[[str], str]) -> Exchange:
+    """A GET, timed; ``decoded`` says what of the answer to show as the decoded reply."""
     started = time.monotonic()
     response = requests.get(url, timeout=timeout)
     elapsed = (time.monotonic() - started) * 1000
@@ -108,7 +101,7 @@ def token(base_url: str, appid: str, timeout: float = 10.0) -> Exchange:
         response.status_code,
         response.headers.get("Content-Type", ""),
         response.text,
-        "",
+        decoded(response.text),
         elapsed,
     )
 
