@@ -18,7 +18,13 @@ Endpoints (in brackets, the name :meth:`WeChatStandIn.fail_next` and ``fail_alwa
 Faults: ``Delay`` (slow WeChat: the answer may be lost to a client timeout, but the token is
 minted all the same, so a timed-out ``/cgi-bin/token`` call can still rotate the token),
 ``Hang`` (the request never reaches WeChat), ``HTTPStatus``, ``ErrCode``, ``NonJSON``,
-``Drop`` and ``Callback``.
+``Drop`` and ``Callback`` (all answered *before* WeChat processes the request: nothing is
+minted), and ``Lost`` (WeChat processes the request — a token call mints — and then the
+answer is lost: a gateway 5xx, a garbled body or a broken connection on the way back).
+
+:meth:`WeChatStandIn.outside_fetch` plays another program fetching a token with the same
+AppSecret (a legacy script, a colleague's test): WeChat's rule then retires the stored
+token 5 minutes later, and only WeChat itself can tell.
 
 Only the standard library is used, so the module runs anywhere the tests run::
 
@@ -165,7 +171,16 @@ class Callback:
     fn: Callable[[], object]
 
 
-Fault = Delay | Hang | HTTPStatus | ErrCode | NonJSON | Drop | Callback
+@dataclass(frozen=True, slots=True)
+class Lost:
+    """WeChat processes the request (a token call mints a token that retires the previous
+    one), then ``answer`` replaces its reply on the way back: what a client sees after a
+    proxy's 5xx, a truncated body or a connection reset once WeChat had acted."""
+
+    answer: HTTPStatus | NonJSON | Drop
+
+
+Fault = Delay | Hang | HTTPStatus | ErrCode | NonJSON | Drop | Callback | Lost
 
 
 @dataclass(slots=True)
@@ -185,6 +200,8 @@ class Call:
     at: float
     fault: str | None = None
     errcode: int | None = None
+    # True once the request was handled to the end (answered, failed or dropped).
+    done: bool = False
 
 
 TokenState = Literal["valid", "expired", "invalid"]
@@ -458,6 +475,23 @@ class WeChatStandIn:
                 if t.state(now) == "valid"
             ]
             return max(alive, key=lambda t: t.seq).value if alive else None
+
+    def outside_fetch(self, appid: str) -> str:
+        """Another program calls ``/cgi-bin/token`` with this app's AppSecret, now.
+
+        WeChat cannot tell it from wxtoken: the newest token wxtoken stored becomes the
+        "previous" one, valid 5 more minutes, and every older one dies at once
+        (getAccessToken). Not recorded as a call (it did not come through the socket).
+        Returns the outsider's token.
+        """
+        with self._lock:
+            app = self._apps[appid]
+            answer = self._answer_token(
+                {"grant_type": "client_credential", "appid": appid, "secret": app.secret}
+            )
+            if "access_token" not in answer:
+                raise RuntimeError(f"the outside fetch was refused: {answer}")
+            return str(answer["access_token"])
 
     def revoke_tokens(self, appid: str) -> None:
         """Make every token of ``appid`` invalid (40001) from now on, as if replaced elsewhere."""
@@ -768,17 +802,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             # WeChat reads access_token from the query string, whatever the body says.
             params: dict[str, Any] = {**fields, **query}
             call = standin._record(endpoint, method, split.path, params)
-            fault = standin._take_fault(endpoint, call.appid)
-            if fault is not None:
-                call.fault = repr(fault)
-                if self._apply(fault, call):
-                    return
-            if standin._stopping.is_set():
-                self._drop()
-                return
-            body = standin._answer(endpoint, method, split.path, params, body_state)
-            call.errcode = int(body.get("errcode", 0))
-            self._send_json(body)
+            try:
+                self._serve_call(standin, call, endpoint, method, split.path, params, body_state)
+            finally:
+                call.done = True
         except (ConnectionError, TimeoutError):  # the client went away (say, it timed out)
             self.close_connection = True
         except Exception:
@@ -786,6 +813,34 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.close_connection = True
             with contextlib.suppress(OSError):
                 self._send(500, b'{"errcode":-1,"errmsg":"system error (stand-in bug)"}', "application/json")
+
+    def _serve_call(
+        self,
+        standin: WeChatStandIn,
+        call: Call,
+        endpoint: Endpoint,
+        method: str,
+        path: str,
+        params: dict[str, Any],
+        body_state: BodyState,
+    ) -> None:
+        fault = standin._take_fault(endpoint, call.appid)
+        if isinstance(fault, Lost):
+            call.fault = repr(fault)
+            # Processed as WeChat would (a token is minted), then the answer is lost.
+            standin._answer(endpoint, method, path, params, body_state)
+            self._apply(fault.answer, call)
+            return
+        if fault is not None:
+            call.fault = repr(fault)
+            if self._apply(fault, call):
+                return
+        if standin._stopping.is_set():
+            self._drop()
+            return
+        body = standin._answer(endpoint, method, path, params, body_state)
+        call.errcode = int(body.get("errcode", 0))
+        self._send_json(body)
 
     def _read_body(self) -> tuple[dict[str, Any], BodyState]:
         """The fields of a JSON object body, and what the body was."""
@@ -847,6 +902,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             case Drop():
                 self._drop()
                 return True
+            case Lost(answer):
+                return self._apply(answer, call)
         raise TypeError(f"not a fault: {fault!r}")
 
     def _send_json(self, body: dict[str, Any]) -> None:

@@ -161,6 +161,7 @@ class Scenarios:
         self.refresh_guard_repairs_a_token_running_low()
         self.refresh_forced()
         self.refresh_compare()
+        self.refresh_probe_finds_an_outside_fetch()
         self.webhook_messages()
         self.webhook_duplicate_delivery()
         self.webhook_rejections()
@@ -228,6 +229,20 @@ class Scenarios:
         report = self.refresh({"appid": APPID_A, "invalid_token": rejected})
         assert report["refreshed"] == [APPID_A], report
 
+    def refresh_probe_finds_an_outside_fetch(self) -> None:
+        """Another program fetches a token with B's AppSecret; 5 minutes later WeChat rejects
+        the stored one, and the guard's probe finds out and replaces it."""
+        self.system.wechat.outside_fetch(APPID_B)
+        self.system.clock.advance(301)  # WeChat's clock: the stored token's grace is over
+        self.monkeypatch.setenv("PROBE_PERIOD_SECONDS", "60")  # probe on every guard run
+        try:
+            report = self.refresh({"action": "guard"}, fresh=True)
+        finally:
+            self.monkeypatch.delenv("PROBE_PERIOD_SECONDS")
+            self._refresh_handler = None
+        assert APPID_B in report["refreshed"], report
+        assert self.system.wechat.is_valid(APPID_B, self.system.stored(APPID_B).value)
+
     def refresh_with_a_wrong_secret(self) -> None:
         self.system.put_apps({**self.apps, APPID_A: {**self.apps[APPID_A], "app_secret": WRONG_SECRET}})
         try:
@@ -241,14 +256,15 @@ class Scenarios:
     def refresh_faults(self) -> None:
         """WeChat answering 5xx, timing out, refusing the egress IP, quota spent, busy (-1)."""
         wechat = self.system.wechat
-        for fault, fails in [
-            (HTTPStatus(503), True),
-            (Delay(1.0), True),  # the tests' read timeout is 0.5 s
-            (ErrCode(40164), True),
-            (ErrCode(45009), True),
-            (ErrCode(-1), False),  # retried at once, and the retry succeeds
+        for fault, times, fails in [
+            (HTTPStatus(503), 1, False),  # ambiguous: replayed once at once, and the replay succeeds
+            (HTTPStatus(503), 2, True),  # ... and when the replay fails too
+            (Delay(1.0), 2, True),  # the tests' read timeout is 0.5 s
+            (ErrCode(40164), 1, True),
+            (ErrCode(45009), 1, True),
+            (ErrCode(-1), 1, False),  # retried at once, and the retry succeeds
         ]:
-            wechat.fail_next("token", fault, appid=APPID_A)
+            wechat.fail_next("token", fault, times=times, appid=APPID_A)
             report = self.refresh({"force": True, "appid": APPID_A})
             assert bool(report["failed"]) is fails, (fault, report)
         wechat.clear_faults()

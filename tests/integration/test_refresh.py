@@ -212,25 +212,6 @@ def test_no_secret_reaches_the_report_or_the_logs(system, caplog, capsys):
     assert system.stored(APPID_A).value not in text
 
 
-@pytest.mark.parametrize(
-    "fault", [Delay(1.0), HTTPStatus(502), NonJSON()], ids=["timeout", "5xx", "non-json"]
-)
-def test_ambiguous_failures_of_the_classic_token_call_are_not_replayed(system, fault):
-    # Replaying a call WeChat may have answered would mint a second token, and the
-    # stored one would stop being "the previous token" that WeChat honours for 5 minutes.
-    run(system, Trigger.SCHEDULED)
-    before = system.stored(APPID_B)
-    system.wechat.fail_next("token", fault, times=1)
-    system.clock.advance(1)
-
-    report = run(system, Trigger.FORCE, appids=[APPID_B])
-
-    assert "not retried at once" in report.failed[0]["error"]
-    assert system.wechat.token_calls(APPID_B) == 2
-    system.clock.advance(240)
-    assert system.wechat.is_valid(APPID_B, before.value)
-
-
 def test_stable_token_normal_calls_are_replayed_after_a_5xx(system):
     system.wechat.fail_next("stable_token", HTTPStatus(502), times=1)
 

@@ -172,7 +172,8 @@ def test_lease_is_exclusive_and_released_after_the_block(store: SSMTokenStore, a
 
     with store.lease(APPID, 30):
         stored = json.loads(aws.client("ssm").get_parameter(Name=LEASE)["Parameter"]["Value"])
-        assert set(stored) == {"owner", "expires_at"}
+        assert set(stored) == {"owner", "ttl", "expires_at"}
+        assert stored["ttl"] == 30
         assert stored["expires_at"] == pytest.approx(1_700_000_030.0)
         with pytest.raises(LeaseBusyError), other.lease(APPID, 30):
             pass
@@ -207,13 +208,14 @@ def test_expired_lease_of_a_dead_holder_is_taken_over_and_its_late_release_keeps
 ) -> None:
     stuck = SSMTokenStore(aws.client("ssm"), clock=lease_clock)
     taker = SSMTokenStore(aws.client("ssm"), clock=lease_clock)
-    # Given a holder that stopped (died, or overran) past its 30 s lease
-    held = stuck.lease(APPID, 30)
+    # Given a holder that stopped (died, or overran) past its 1 s lease: expiry is judged on
+    # SSM's clock (real time here), so moving a writer's clock changes nothing
+    held = stuck.lease(APPID, 1)
     held.__enter__()
-    lease_clock.now += 29
+    lease_clock.now += 3600
     with pytest.raises(LeaseBusyError), taker.lease(APPID, 30):
         pass
-    lease_clock.now += 2
+    time.sleep(3.1)  # the lease's second, and one more for the Date header's whole seconds
 
     # When another process takes the expired lease, and only then the first one releases
     with caplog.at_level(logging.WARNING, logger="wxtoken.store.ssm_store"):
@@ -227,6 +229,40 @@ def test_expired_lease_of_a_dead_holder_is_taken_over_and_its_late_release_keeps
     with pytest.raises(LeaseBusyError), stuck.lease(APPID, 30):
         pass
     taken.__exit__(None, None, None)
+    assert aws.client("ssm").describe_parameters()["Parameters"] == []
+
+
+@pytest.mark.parametrize("skew", [-120.0, 120.0])
+def test_a_writer_with_a_skewed_clock_neither_writes_an_expired_lease_nor_takes_a_live_one(
+    aws: AWS, skew: float
+) -> None:
+    """Issue 9, finding 7: a writer 45 s behind used to write a lease already expired for the
+    others (two mints); one ahead took live leases. Leases are judged on SSM's clock now."""
+    skewed = SSMTokenStore(aws.client("ssm"), clock=lambda: time.time() + skew)
+    honest = SSMTokenStore(aws.client("ssm"), clock=time.time)
+
+    with skewed.lease(APPID, 45), pytest.raises(LeaseBusyError), honest.lease(APPID, 45):
+        pass
+    with honest.lease(APPID, 45), pytest.raises(LeaseBusyError), skewed.lease(APPID, 45):
+        pass
+
+
+def test_a_lease_put_whose_answer_was_lost_is_held_by_its_owner(store: SSMTokenStore, aws: AWS) -> None:
+    # SSM made the put, the answer timed out, botocore sent it again: ParameterAlreadyExists
+    # for our own lease must not make us wait for ourselves.
+    real_put = store.client.put_parameter
+
+    def put_then_lose_the_answer(**kwargs):
+        real_put(**kwargs)
+        if kwargs.get("Overwrite") is False:
+            real_put(**kwargs)  # the retry, which SSM refuses
+
+    store.client.put_parameter = put_then_lose_the_answer
+    try:
+        with store.lease(APPID, 30):
+            assert "owner" in aws.client("ssm").get_parameter(Name=LEASE)["Parameter"]["Value"]
+    finally:
+        store.client.put_parameter = real_put
     assert aws.client("ssm").describe_parameters()["Parameters"] == []
 
 

@@ -37,6 +37,7 @@ from wxtoken.apps import AppsSource
 from wxtoken.config import Settings
 from wxtoken.deadline import Deadline
 from wxtoken.errors import (
+    DamagedRecordError,
     RefreshRequestError,
     StoreError,
     TokenRejectedError,
@@ -258,6 +259,12 @@ class TokenClient:
         try:
             raw = self._store.read(appid, name)
             credential = Credential.from_record(name, raw) if raw else None
+        except DamagedRecordError:
+            # Nothing usable is stored (the refresher replaces it on its next run): say so,
+            # as for a missing record, and ask again soon.
+            now = self._clock()
+            problem = self._missing(appid, name, "the stored record is damaged")
+            return self._put(key, None, now, now + self._retry_seconds, problem)
         except StoreError as exc:
             now = self._clock()
             cached = self._cache.get(key)

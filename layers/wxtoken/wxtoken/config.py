@@ -49,6 +49,11 @@ class Settings:
     # Refresh lease: a refresh finishes inside it (its WeChat calls are capped to fit).
     # Short, because a holder that dies (Lambda killed mid-refresh) blocks the app this long.
     lease_seconds: int = 45
+    # The guard asks WeChat whether it still accepts each stored token this often (0: never).
+    # Only WeChat knows when another program fetched a token with the same AppSecret; the
+    # stored one then dies 5 minutes later. 120 s bounds that lapse to 2 minutes, at 720
+    # probe calls per app per day (README, "The probe").
+    probe_period_seconds: int = 120
     http_connect_timeout: float = 3.0
     http_read_timeout: float = 5.0
     http_max_attempts: int = 4
@@ -104,6 +109,7 @@ class Settings:
             guard_margin_seconds=_int(env, "GUARD_MARGIN_SECONDS", 240),
             guard_period_seconds=_int(env, "GUARD_PERIOD_SECONDS", 60),
             lease_seconds=_int(env, "REFRESH_LEASE_SECONDS", 45),
+            probe_period_seconds=_int(env, "PROBE_PERIOD_SECONDS", 120, allow_zero=True),
             http_connect_timeout=_float(env, "WECHAT_CONNECT_TIMEOUT", 3.0),
             http_read_timeout=_float(env, "WECHAT_READ_TIMEOUT", 5.0),
             http_max_attempts=_int(env, "WECHAT_MAX_ATTEMPTS", 4),
@@ -128,7 +134,7 @@ def _enum[E: StrEnum](env: Mapping[str, str], name: str, kind: type[E], default:
         raise ConfigError(f"{name}={raw!r} is not one of: {allowed}") from None
 
 
-def _int(env: Mapping[str, str], name: str, default: int) -> int:
+def _int(env: Mapping[str, str], name: str, default: int, *, allow_zero: bool = False) -> int:
     raw = env.get(name, "").strip()
     if not raw:
         return default
@@ -136,8 +142,8 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         value = int(raw)
     except ValueError:
         raise ConfigError(f"{name} must be a whole number of seconds, got {raw!r}") from None
-    if value <= 0:
-        raise ConfigError(f"{name} must be positive, got {value}")
+    if value < 0 or (value == 0 and not allow_zero):
+        raise ConfigError(f"{name} must be {'zero or more' if allow_zero else 'positive'}, got {value}")
     return value
 
 

@@ -26,6 +26,14 @@ class StoreError(WxTokenError):
     """The token store (SSM or Redis) could not be read or written; nothing was lost."""
 
 
+class DamagedRecordError(StoreError):
+    """A stored record that cannot be read as one (not JSON, a missing or non-finite field).
+
+    The refresher replaces it on its next run, whatever triggered it; readers answer that no
+    usable token is stored (503) rather than failing.
+    """
+
+
 class LeaseBusyError(StoreError):
     """Another process holds the refresh lease of this app right now."""
 
@@ -56,11 +64,14 @@ class RetryableWeChatError(WeChatAPIError):
 class WeChatTransportError(RetryableWeChatError):
     """No usable answer: timeout, connection error, HTTP 5xx or a body that is not JSON."""
 
-    def __init__(self, message: str, *, maybe_processed: bool = True) -> None:
+    def __init__(self, message: str, *, maybe_processed: bool = True, maybe_in_flight: bool = False) -> None:
         super().__init__(None, message)
         # False only when WeChat certainly never saw the request (refused, connect timeout,
         # 429): then even a call that mints a new token is safe to send again.
         self.maybe_processed = maybe_processed
+        # True after a read timeout: WeChat may still be working on the request, and may
+        # mint its token after a replay's.
+        self.maybe_in_flight = maybe_in_flight
 
 
 class InvalidCredentialError(WeChatAPIError):

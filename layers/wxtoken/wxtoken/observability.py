@@ -55,6 +55,9 @@ TOKEN_REFRESHED: Final = "TokenRefreshed"  # Count, per token stored
 REFRESH_FAILED: Final = "RefreshFailed"  # Count: per appid + ErrorClass, and a dimensionless total per run
 SECONDS_TO_EXPIRY: Final = "SecondsToExpiry"  # Seconds left on the stored token, after every run
 MIN_SECONDS_TO_EXPIRY: Final = "MinSecondsToExpiry"  # dimensionless: the least of the above, per run
+# Count: WeChat rejected a stored token at the guard's probe (someone else fetched one with the
+# same AppSecret); per appid, and a dimensionless total for the alarm
+STORED_TOKEN_REJECTED: Final = "StoredTokenRejected"
 # WeChat's API (dimension Endpoint = token | stable_token | getticket | api)
 WECHAT_API_LATENCY: Final = "WeChatApiLatency"  # Milliseconds, per HTTP attempt
 WECHAT_API_ERROR: Final = "WeChatApiError"  # Count, + ErrCode (WeChat's errcode, or "transport")
@@ -75,6 +78,7 @@ METRIC_NAMES: Final = frozenset(
         REFRESH_FAILED,
         SECONDS_TO_EXPIRY,
         MIN_SECONDS_TO_EXPIRY,
+        STORED_TOKEN_REJECTED,
         WECHAT_API_LATENCY,
         WECHAT_API_ERROR,
         WEBHOOK_MESSAGE,

@@ -35,16 +35,21 @@ from wxtoken.apps import AppConfig, AppsSource
 from wxtoken.config import Settings, TokenAPI
 from wxtoken.deadline import Deadline
 from wxtoken.errors import (
+    DamagedRecordError,
     ForceRefreshRefusedError,
     LeaseBusyError,
     RefreshInProgressError,
     RetryableWeChatError,
+    TokenRejectedError,
+    WeChatAPIError,
+    WeChatTransportError,
     WxTokenError,
 )
 from wxtoken.observability import (
     MIN_SECONDS_TO_EXPIRY,
     REFRESH_FAILED,
     SECONDS_TO_EXPIRY,
+    STORED_TOKEN_REJECTED,
     TOKEN_REFRESHED,
     count,
     logger,
@@ -52,7 +57,7 @@ from wxtoken.observability import (
     record,
     tracer,
 )
-from wxtoken.store.base import Credential, ForceQuota, RecordName, TokenStore
+from wxtoken.store.base import Credential, ForceQuota, MintIntent, RecordName, TokenStore, decode
 from wxtoken.wechat.api import Grant, WeChatAPI
 
 # WeChat's limits on stable_token force_refresh (getStableAccessToken: 每天限用20次, 间隔至少30s).
@@ -64,6 +69,12 @@ _MAX_PARALLEL_APPS = 8
 _LEASE_RETRY_SECONDS = 2.0
 # Reporting every app's time to expiry after a run is skipped with less time than this left.
 _OBSERVE_MIN_SECONDS = 2.0
+# The probe: a cheap authenticated call that only says whether WeChat still accepts the
+# stored token (getApiDomainIp changes nothing and has no documented daily limit).
+PROBE_PATH = "/cgi-bin/get_api_domain_ip"
+_PROBE_SECONDS = 5.0
+# Mint intents live on in Redis this long (SSM keeps them until replaced).
+_INTENT_TTL_SECONDS = 2 * 86400
 
 
 class Trigger(StrEnum):
@@ -97,6 +108,67 @@ class _Outcome:
     refreshed: bool = False
     skipped_reason: str | None = None
     errors: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class TokenState:
+    """What the store holds for one app's token, as the refresher decides on it.
+
+    ``raw`` is the record exactly as stored (what the write compares against); ``damaged``
+    says it could not be read as a token; ``suspect`` that a call which may have minted a
+    newer token (so WeChat retires the stored one within 5 minutes) never stored its answer.
+    """
+
+    raw: str | None
+    credential: Credential | None
+    damaged: bool = False
+    suspect: bool = False
+    intent: MintIntent | None = None
+
+
+def reason_to_refresh(
+    request: RefreshRequest, state: TokenState, now: float, guard_margin_seconds: float
+) -> str | None:
+    """Why ``request`` must refresh the token in ``state`` at ``now``, or ``None``.
+
+    Whatever the trigger, a damaged record, no token, an expired token and a suspect token
+    are replaced: they are what readers would otherwise get 40001 or 503 for. Then the guard
+    refreshes a token with less than its margin left; a compare-and-refresh a token that is
+    still the rejected one; a scheduled or forced run one fetched before it was asked for.
+    """
+    stored = state.credential
+    if state.damaged:
+        return "stored record is damaged"
+    if stored is None:
+        return "no token stored"
+    if stored.seconds_left(now) <= 0:
+        return "stored token expired"
+    if state.suspect:
+        return "a token call's answer was lost: WeChat retires the stored token within 5 minutes"
+    match request.trigger:
+        case Trigger.GUARD:
+            if stored.seconds_left(now) < guard_margin_seconds:
+                return f"stored token expires in {int(stored.seconds_left(now))}s"
+            return None
+        case Trigger.COMPARE:
+            return "stored token was rejected by WeChat" if stored.value == request.invalid_token else None
+        case Trigger.SCHEDULED | Trigger.FORCE:
+            return None if stored.fetched_at >= request.requested_at else request.trigger.value
+    return None  # pragma: no cover - every trigger is matched above
+
+
+def probe_due(appid: str, requested_at: float, period_seconds: int) -> bool:
+    """Whether the guard run asked for at ``requested_at`` probes ``appid`` (stateless).
+
+    The guard fires every minute; an app is probed every ``period_seconds`` (rounded to
+    whole minutes, 0 = never), on minutes staggered by appid so that many apps do not all
+    call WeChat in the same run.
+    """
+    if period_seconds <= 0:
+        return False
+    every = max(1, round(period_seconds / 60))
+    offset = sum(appid.encode()) % every
+    return (int(requested_at // 60) + offset) % every == 0
 
 
 def _parallel[T, R](work: Callable[[T], R], items: Sequence[T]) -> list[R]:
@@ -212,9 +284,57 @@ class Refresher:
             logger.exception("refresh crashed", extra={"appid": app.appid, "error_type": type(exc).__name__})
             put_metric(REFRESH_FAILED, MetricUnit.Count, 1, appid=app.appid, ErrorClass=type(exc).__name__)
             return _Outcome(app.appid, errors=(f"{type(exc).__name__}: unexpected error, see the logs",))
+        if request.trigger is Trigger.GUARD and probe_due(
+            app.appid, request.requested_at, self._settings.probe_period_seconds
+        ):
+            outcome = self._probe(app, outcome, request, deadline)
         ticket_error = self._refresh_ticket_if_due(app, request, deadline)
         if ticket_error:
-            return _Outcome(app.appid, outcome.refreshed, outcome.skipped_reason, (ticket_error,))
+            return _Outcome(
+                app.appid, outcome.refreshed, outcome.skipped_reason, (*outcome.errors, ticket_error)
+            )
+        return outcome
+
+    # --- the probe: does WeChat still accept the stored token? ------------------------
+    def _probe(
+        self, app: AppConfig, outcome: _Outcome, request: RefreshRequest, deadline: Deadline
+    ) -> _Outcome:
+        """Ask WeChat whether it accepts the stored token; replace it at once if not.
+
+        Only WeChat knows when another program fetched a token with the same AppSecret (a
+        legacy script, a colleague's test): the stored token then dies 5 minutes later
+        while its record still shows hours. A rejection (40001/40014/42001) is replaced as a
+        compare-and-refresh would, counted (``StoredTokenRejected``) and logged with what to
+        do. Any other probe failure is logged only: it says nothing about the token.
+        """
+        if outcome.refreshed or outcome.errors or deadline.remaining() < _PROBE_SECONDS + 1.0:
+            return outcome  # just stored, or the refresh already failed: nothing to learn
+        try:
+            stored = self._read_token(app.appid)
+        except WxTokenError:
+            return outcome
+        if stored is None:
+            return outcome
+        try:
+            self._wechat.call(
+                "GET", PROBE_PATH, access_token=stored.value, deadline=deadline.capped(_PROBE_SECONDS)
+            )
+        except TokenRejectedError as exc:
+            put_metric(STORED_TOKEN_REJECTED, MetricUnit.Count, 1, appid=app.appid)
+            count(STORED_TOKEN_REJECTED)
+            logger.error(
+                "WeChat rejected the stored access token: another program is fetching access tokens "
+                "with this AppSecret (each fetch retires the stored one 5 minutes later). Find it and "
+                "make it read the token from wxtoken instead; replacing the token now",
+                extra={"appid": app.appid, "errcode": exc.errcode},
+            )
+            compare = RefreshRequest(Trigger.COMPARE, self._clock(), (app.appid,), invalid_token=stored.value)
+            return self.refresh_app(app, compare, deadline)
+        except WeChatAPIError as exc:
+            logger.warning(
+                "could not probe the stored token at WeChat",
+                extra={"appid": app.appid, "error_type": type(exc).__name__, "error": str(exc)},
+            )
         return outcome
 
     # --- one app ---------------------------------------------------------------------
@@ -249,10 +369,10 @@ class Refresher:
         backoff = 0.05
         next_lease_try = 0.0
         while True:
-            stored = self._read_token(app.appid)
-            reason = self._reason_to_refresh(request, stored)
+            state = self._read_state(app.appid)
+            reason = reason_to_refresh(request, state, self._clock(), self._settings.guard_margin_seconds)
             if reason is None:
-                return _Outcome(app.appid, skipped_reason=self._why_not(request, stored))
+                return _Outcome(app.appid, skipped_reason=self._why_not(request))
             if time.monotonic() >= next_lease_try:
                 with ExitStack() as held:
                     try:
@@ -272,42 +392,70 @@ class Refresher:
 
     def _refresh_under_lease(self, app: AppConfig, request: RefreshRequest, deadline: Deadline) -> _Outcome:
         # What we read before taking the lease may be stale by now.
-        stored = self._read_token(app.appid)
-        reason = self._reason_to_refresh(request, stored)
+        state = self._read_state(app.appid)
+        reason = reason_to_refresh(request, state, self._clock(), self._settings.guard_margin_seconds)
         if reason is None:
-            return _Outcome(app.appid, skipped_reason=self._why_not(request, stored))
+            return _Outcome(app.appid, skipped_reason=self._why_not(request))
         # Finish well inside the lease, so no one else can take it while we work.
         lease = self._settings.lease_seconds
-        return self._fetch_and_store(app, request, reason, deadline.capped(max(lease * 0.75, lease - 10)))
+        return self._fetch_and_store(
+            app, request, reason, state, deadline.capped(max(lease * 0.75, lease - 10))
+        )
 
     def _fetch_and_store(
-        self, app: AppConfig, request: RefreshRequest, reason: str, deadline: Deadline
+        self, app: AppConfig, request: RefreshRequest, reason: str, state: TokenState, deadline: Deadline
     ) -> _Outcome:
         force = request.trigger is Trigger.FORCE and self._stable
         if force:
             self._spend_force_quota(app.appid)
         asked_at = self._clock()
-        grant = self._wechat.access_token(
-            app.appid, app.app_secret, deadline=deadline, stable=self._stable, force=force
-        )
-        previous = self._read_token(app.appid)
+        # A classic token call, and a forced stable_token, retire the stored token: leave a
+        # trace first (a StoreError here means no WeChat call: its answer could not be kept).
+        intent = self._write_intent(app.appid, asked_at, state) if (force or not self._stable) else None
+        try:
+            grant = self._mint(app, deadline, force)
+        except WeChatAPIError as exc:
+            if intent is not None and not _maybe_minted(exc):
+                self._settle(app.appid, intent)
+            elif intent is not None:
+                logger.warning(
+                    "WeChat may have minted a token whose answer was lost; the stored token is marked "
+                    "suspect and the guard replaces it within a minute",
+                    extra={"appid": app.appid, "error_type": type(exc).__name__},
+                )
+            raise
+        previous = state.credential
         if previous is not None and previous.value == grant.value:
             # stable_token's normal mode hands back the current token until its last 5
             # minutes; nothing new to store, and its lifetime is already on record.
+            if intent is not None:
+                self._settle(app.appid, intent)
             return _Outcome(app.appid, skipped_reason="WeChat returned the token already stored")
         # WeChat has just replaced the old token, so this one must win even if this
-        # container's clock is behind the one that wrote the previous record.
-        fetched_at = self._fetched_at_after(previous)
+        # container's clock is behind the one that wrote the previous record; and it
+        # resolves the intent written before the call.
+        fetched_at = self._fetched_at_after(previous, intent)
         credential = self._credential(grant, asked_at, fetched_at)
         self._check_lifetime(app.appid, credential, fetched_at)
-        written = self._store.write_if_newer(
+        written = self._store.replace(
             app.appid,
             RecordName.ACCESS_TOKEN,
             credential.to_record(RecordName.ACCESS_TOKEN),
             credential.seconds_left(fetched_at),
+            expected=state.raw,
         )
         if not written:
-            return _Outcome(app.appid, skipped_reason="a newer token was stored meanwhile")
+            return self._lost_race(app, grant)
+        if grant.maybe_overtaken:
+            # A timed-out attempt may still mint after the replay: keep the stored token
+            # suspect, so the guard mints once more a minute from now, when that attempt is
+            # long over (the token stored now stays valid 5 minutes after any later mint).
+            logger.warning(
+                "an earlier token call timed out and may still mint a newer token; the guard "
+                "replaces the one stored now within a minute",
+                extra={"appid": app.appid},
+            )
+            self._write_intent(app.appid, credential.fetched_at, self._read_state(app.appid))
         put_metric(TOKEN_REFRESHED, MetricUnit.Count, 1, appid=app.appid)
         logger.info(
             "token refreshed",
@@ -319,6 +467,60 @@ class Refresher:
             },
         )
         return _Outcome(app.appid, refreshed=True)
+
+    def _mint(self, app: AppConfig, deadline: Deadline, force: bool) -> Grant:
+        """The token call. A forced stable_token whose answer was lost is asked again in
+        normal mode: the lost call already replaced the stored token (force mode has no
+        grace), and normal mode hands back the current token without minting another
+        (getStableAccessToken), so it is safe to replay where a forced call is not."""
+        try:
+            return self._wechat.access_token(
+                app.appid, app.app_secret, deadline=deadline, stable=self._stable, force=force
+            )
+        except WeChatTransportError as exc:
+            if not (force and exc.maybe_processed):
+                raise
+            logger.warning(
+                "a forced stable_token answer was lost; asking again in normal mode for the current token",
+                extra={"appid": app.appid},
+            )
+            return self._wechat.access_token(app.appid, app.app_secret, deadline=deadline, stable=True)
+
+    def _lost_race(self, app: AppConfig, grant: Grant) -> _Outcome:
+        """Another refresh stored a token while this one was minting (a lease taken over
+        from a holder that overran it, a writer whose clock is off). Which of the two WeChat
+        minted last — the only one sure to live — is unknown, so this one is not written
+        over it; the stored token is marked suspect, and the next run mints once more under
+        the lease."""
+        now = self._clock()
+        state = self._read_state(app.appid)
+        self._write_intent(
+            app.appid, max(now, state.credential.fetched_at if state.credential else now), state
+        )
+        raise RetryableWeChatError(
+            None,
+            f"another refresh stored a token for {app.appid} while this one was minting; which one "
+            "WeChat issued last is unknown, so the stored token is marked suspect and replaced by the "
+            "next run",
+        )
+
+    def _write_intent(self, appid: str, asked_at: float, state: TokenState) -> MintIntent:
+        fetched_at = self._fetched_at_after(state.intent)
+        intent = MintIntent(
+            asked_at=max(asked_at, fetched_at), settled=False, fetched_at=max(asked_at, fetched_at)
+        )
+        self._store.write_if_newer(appid, RecordName.MINT_INTENT, intent.to_record(), _INTENT_TTL_SECONDS)
+        return intent
+
+    def _settle(self, appid: str, intent: MintIntent) -> None:
+        """WeChat certainly minted nothing: the stored token is as good as before."""
+        settled = MintIntent(intent.asked_at, settled=True, fetched_at=self._fetched_at_after(intent))
+        try:
+            self._store.write_if_newer(
+                appid, RecordName.MINT_INTENT, settled.to_record(), _INTENT_TTL_SECONDS
+            )
+        except WxTokenError as exc:  # the guard then refreshes once more than needed
+            logger.warning("could not settle the mint intent", extra={"appid": appid, "error": str(exc)})
 
     def _check_lifetime(self, appid: str, credential: Credential, now: float) -> None:
         """Refuse to store a token that would lapse before the next run could replace it.
@@ -380,8 +582,11 @@ class Refresher:
             if token is None:
                 return None  # the token's own failure is already reported
             now = self._clock()
-            raw = self._store.read(app.appid, RecordName.JSAPI_TICKET)
-            ticket = Credential.from_record(RecordName.JSAPI_TICKET, raw) if raw else None
+            try:
+                raw = self._store.read(app.appid, RecordName.JSAPI_TICKET)
+                ticket = Credential.from_record(RecordName.JSAPI_TICKET, raw) if raw else None
+            except DamagedRecordError:
+                ticket = None  # replaced below, like a missing one
             due = (
                 ticket is None
                 or ticket.fetched_at < token.fetched_at
@@ -414,38 +619,51 @@ class Refresher:
             put_metric(REFRESH_FAILED, MetricUnit.Count, 1, appid=app.appid, ErrorClass=type(exc).__name__)
             return f"jsapi_ticket: {type(exc).__name__}: {exc}"
 
-    # --- decisions -------------------------------------------------------------------
-    def _reason_to_refresh(self, request: RefreshRequest, stored: Credential | None) -> str | None:
-        now = self._clock()
-        if stored is None:
-            return "no token stored"
-        if stored.seconds_left(now) <= 0:
-            return "stored token expired"
-        match request.trigger:
-            case Trigger.GUARD:
-                if stored.seconds_left(now) < self._settings.guard_margin_seconds:
-                    return f"stored token expires in {int(stored.seconds_left(now))}s"
-                return None
-            case Trigger.COMPARE:
-                return (
-                    "stored token was rejected by WeChat" if stored.value == request.invalid_token else None
-                )
-            case Trigger.SCHEDULED | Trigger.FORCE:
-                return None if stored.fetched_at >= request.requested_at else request.trigger.value
-        return None  # pragma: no cover - every trigger is matched above
-
-    def _why_not(self, request: RefreshRequest, stored: Credential | None) -> str:
+    # --- reading ---------------------------------------------------------------------
+    @staticmethod
+    def _why_not(request: RefreshRequest) -> str:
         if request.trigger is Trigger.GUARD:
             return "stored token is not near expiry"
         if request.trigger is Trigger.COMPARE:
             return "stored token differs from the rejected one: already refreshed"
         return "refreshed by a concurrent run after this request was made"
 
-    def _read_token(self, appid: str) -> Credential | None:
-        raw = self._store.read(appid, RecordName.ACCESS_TOKEN)
-        return Credential.from_record(RecordName.ACCESS_TOKEN, raw) if raw else None
+    def _read_state(self, appid: str) -> TokenState:
+        """The stored token as the refresher decides on it: raw, parsed, damaged, suspect."""
+        raw = self._store.read_raw(appid, RecordName.ACCESS_TOKEN)
+        credential: Credential | None = None
+        damaged = False
+        if raw is not None:
+            try:
+                credential = Credential.from_record(
+                    RecordName.ACCESS_TOKEN, decode(raw, "access_token record")
+                )
+            except DamagedRecordError as exc:
+                damaged = True
+                logger.error(
+                    "the stored token record is damaged; this run replaces it",
+                    extra={"appid": appid, "error": str(exc)},
+                )
+        intent: MintIntent | None = None
+        suspect = False
+        try:
+            intent_record = self._store.read(appid, RecordName.MINT_INTENT)
+            if intent_record is not None:
+                intent = MintIntent.from_record(intent_record)
+                suspect = intent.leaves_suspect(credential)
+        except DamagedRecordError:
+            suspect = True  # a damaged trace of a mint: assume the worst, one refresh repairs it
+        return TokenState(raw, credential, damaged, suspect, intent)
 
-    def _fetched_at_after(self, *previous: Credential | None) -> float:
+    def _read_token(self, appid: str) -> Credential | None:
+        """The stored token, or ``None`` when there is none or its record is damaged."""
+        raw = self._store.read(appid, RecordName.ACCESS_TOKEN)
+        try:
+            return Credential.from_record(RecordName.ACCESS_TOKEN, raw) if raw else None
+        except DamagedRecordError:
+            return None
+
+    def _fetched_at_after(self, *previous: Credential | MintIntent | None) -> float:
         """Now, but strictly after every given record (clocks of containers differ)."""
         return max([self._clock(), *(p.fetched_at + 0.001 for p in previous if p is not None)])
 
@@ -460,3 +678,14 @@ class Refresher:
             # in the same millisecond (which would then refresh again)
             fetched_at=math.ceil(fetched_at * 1000) / 1000,
         )
+
+
+def _maybe_minted(exc: WeChatAPIError) -> bool:
+    """Whether WeChat may have minted a token on a call that failed with ``exc``.
+
+    An errcode answer means WeChat refused (nothing minted); a transport failure did too
+    only when the request certainly never reached WeChat (refused, connect timeout, 429).
+    """
+    if isinstance(exc, WeChatTransportError):
+        return exc.maybe_processed
+    return exc.errcode is None

@@ -9,12 +9,13 @@ inside their own module; code outside ``wxtoken.store`` never names a backend.
 from __future__ import annotations
 
 import json
+import math
 from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass
 from enum import StrEnum
 from typing import Any, Protocol
 
-from wxtoken.errors import StoreError
+from wxtoken.errors import DamagedRecordError
 
 
 class RecordName(StrEnum):
@@ -23,6 +24,8 @@ class RecordName(StrEnum):
     ACCESS_TOKEN = "access_token"
     JSAPI_TICKET = "jsapi_ticket"
     FORCE_REFRESH_QUOTA = "force_refresh_quota"
+    # Written before every call that may retire the stored token; see MintIntent.
+    MINT_INTENT = "mint_intent"
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,15 +50,68 @@ class Credential:
 
     @classmethod
     def from_record(cls, name: RecordName, record: dict[str, Any]) -> Credential:
+        """The credential in ``record``; :class:`DamagedRecordError` when it is not one.
+
+        A value that is not a non-empty string, or times that are not finite numbers (a hand
+        edit, ``Infinity``, a truncated write), make the record damaged: it must never be
+        handed out, nor block the write that replaces it.
+        """
         field = "ticket" if name is RecordName.JSAPI_TICKET else "access_token"
         try:
+            value = record[field]
+            expires_at = _finite(record["expires_at"])
+            fetched_at = _finite(record["fetched_at"])
+            if not isinstance(value, str) or not value:
+                raise ValueError(field)
+            return cls(value=value, expires_at=int(expires_at), fetched_at=fetched_at)
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:
+            raise DamagedRecordError(f"stored {name} record is damaged (missing or bad {exc})") from None
+
+
+def _finite(value: Any) -> float:
+    """A JSON number as a finite float; ``ValueError`` for anything else (``"1"``, ``true``, inf)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("not a number")
+    number = float(value)
+    if not math.isfinite(number):
+        raise ValueError("not a finite number")
+    return number
+
+
+@dataclass(frozen=True, slots=True)
+class MintIntent:
+    """Written (under the lease) just before a call that may retire the stored token.
+
+    WeChat retires the stored token 5 minutes after any new one is minted, and a mint whose
+    answer is lost (a 5xx after processing, a read timeout, the store write failing, the
+    process dying) leaves a record that still shows hours to live. The intent is the trace
+    such a mint leaves: it is *settled* when WeChat certainly minted nothing, and *resolved*
+    when a token fetched after it is stored. An intent neither settled nor resolved makes
+    the stored token suspect, and the next run (the guard, every minute) replaces it inside
+    WeChat's 5-minute grace.
+    """
+
+    asked_at: float
+    settled: bool
+    fetched_at: float  # write-ordering field shared with every record
+
+    def to_record(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> MintIntent:
+        try:
             return cls(
-                value=str(record[field]),
-                expires_at=int(record["expires_at"]),
-                fetched_at=float(record["fetched_at"]),
+                asked_at=_finite(record["asked_at"]),
+                settled=bool(record["settled"]),
+                fetched_at=_finite(record["fetched_at"]),
             )
         except (KeyError, TypeError, ValueError) as exc:
-            raise StoreError(f"stored {name} record is malformed (missing or bad {exc})") from None
+            raise DamagedRecordError(f"stored mint intent is damaged ({exc})") from None
+
+    def leaves_suspect(self, stored: Credential | None) -> bool:
+        """Whether this intent makes ``stored`` suspect: unsettled, and nothing stored since."""
+        return not self.settled and (stored is None or stored.fetched_at <= self.asked_at)
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +136,7 @@ class ForceQuota:
                 fetched_at=float(record["fetched_at"]),
             )
         except (KeyError, TypeError, ValueError) as exc:
-            raise StoreError(f"stored force-refresh quota is malformed ({exc})") from None
+            raise DamagedRecordError(f"stored force-refresh quota is damaged ({exc})") from None
 
 
 def encode(record: dict[str, Any]) -> str:
@@ -89,12 +145,13 @@ def encode(record: dict[str, Any]) -> str:
 
 
 def decode(raw: str | bytes, what: str) -> dict[str, Any]:
+    """A stored record's JSON object; :class:`DamagedRecordError` for anything else."""
     try:
         value = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise StoreError(f"stored {what} is not JSON") from None
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        raise DamagedRecordError(f"stored {what} is not JSON") from None
     if not isinstance(value, dict):
-        raise StoreError(f"stored {what} is not a JSON object")
+        raise DamagedRecordError(f"stored {what} is not a JSON object")
     return value
 
 
@@ -116,6 +173,35 @@ class TokenStore(Protocol):
 
         Returns whether it was written. ``ttl_seconds`` lets a backend with expiry drop
         the record when it is no longer valid; backends without expiry ignore it.
+        """
+        ...
+
+    def read_raw(self, appid: str, name: RecordName) -> str | None:
+        """The record exactly as stored (``None`` when there is none), damaged or not.
+
+        What :meth:`replace` compares against: a record is replaced only if it is still
+        exactly what the caller read.
+        """
+        ...
+
+    def replace(
+        self,
+        appid: str,
+        name: RecordName,
+        record: dict[str, Any],
+        ttl_seconds: float | None,
+        *,
+        expected: str | None,
+    ) -> bool:
+        """Store ``record`` only if the stored value is still exactly ``expected`` (``None``:
+        no record). Returns whether it was written.
+
+        The refresher reads the token record before it calls WeChat and replaces exactly
+        that: if anyone stored a token in between (two holders of one lease, a clock-skewed
+        writer), which of the two WeChat minted last is unknown, so neither overwrites the
+        other blindly (the refresher then marks the stored token suspect for the guard). A
+        damaged record is replaced like any other. Backends make the compare and the write
+        atomic, or serialize them with :meth:`lease` (the refresher writes only under it).
         """
         ...
 

@@ -47,12 +47,34 @@ if current then
   local ok, stored = pcall(cjson.decode, current)
   if ok and type(stored) == 'table' then
     local stored_at = tonumber(stored['fetched_at'])
-    if stored_at and stored_at >= tonumber(ARGV[2]) then
+    -- NaN and infinities (a damaged record) never block a write
+    local finite = stored_at and stored_at == stored_at and stored_at > -math.huge and stored_at < math.huge
+    if finite and stored_at >= tonumber(ARGV[2]) then
       return 0
     end
   end
 end
 local ttl = tonumber(ARGV[3])
+if ttl > 0 then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ttl)
+else
+  redis.call('SET', KEYS[1], ARGV[1])
+end
+return 1
+"""
+
+# KEYS[1] the record; ARGV[1] its JSON; ARGV[2] TTL in ms, "0" = none; ARGV[3] "1" when a
+# record is expected, and ARGV[4] the exact value expected. Compare-and-set on the bytes.
+_REPLACE = """
+local current = redis.call('GET', KEYS[1])
+if ARGV[3] == '1' then
+  if current ~= ARGV[4] then
+    return 0
+  end
+elseif current then
+  return 0
+end
+local ttl = tonumber(ARGV[2])
 if ttl > 0 then
   redis.call('SET', KEYS[1], ARGV[1], 'PX', ttl)
 else
@@ -102,6 +124,7 @@ class RedisTokenStore:
         try:
             # register_script only hashes the source; EVALSHA loads it on first use.
             self._write_script = client.register_script(_WRITE_IF_NEWER)
+            self._replace_script = client.register_script(_REPLACE)
         except _REDIS_ERRORS as exc:
             raise _store_error("SCRIPT", exc) from None
 
@@ -161,13 +184,39 @@ class RedisTokenStore:
         return cls(client)
 
     def read(self, appid: str, name: RecordName) -> dict[str, Any] | None:
+        raw = self.read_raw(appid, name)
+        return None if raw is None else decode(raw, f"{name} record")
+
+    def read_raw(self, appid: str, name: RecordName) -> str | None:
         try:
             raw = self.client.get(record_key(appid, name))
         except _REDIS_ERRORS as exc:
             raise _store_error("GET", exc) from None
         if raw is None:
             return None
-        return decode(raw, f"{name} record")
+        # Bytes that are not UTF-8 are a damaged record; keep them comparable all the same.
+        return raw.decode("utf-8", "surrogateescape") if isinstance(raw, bytes) else str(raw)
+
+    def replace(
+        self,
+        appid: str,
+        name: RecordName,
+        record: dict[str, Any],
+        ttl_seconds: float | None,
+        *,
+        expected: str | None,
+    ) -> bool:
+        """Atomically ``SET`` the record if the stored bytes are still ``expected`` (one script)."""
+        ttl_ms = 0 if ttl_seconds is None else max(1, int(ttl_seconds * 1000))
+        expected_arg = b"" if expected is None else expected.encode("utf-8", "surrogateescape")
+        try:
+            written = self._replace_script(
+                keys=[record_key(appid, name)],
+                args=[encode(record), ttl_ms, "0" if expected is None else "1", expected_arg],
+            )
+        except _REDIS_ERRORS as exc:
+            raise _store_error("replace script", exc) from None
+        return bool(written)
 
     def write_if_newer(
         self, appid: str, name: RecordName, record: dict[str, Any], ttl_seconds: float | None

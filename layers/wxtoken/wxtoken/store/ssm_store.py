@@ -21,6 +21,9 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, Self
 
 from botocore.config import Config
@@ -54,27 +57,37 @@ def _store_error(operation: str, exc: Exception) -> StoreError:
     return StoreError(f"SSM {operation} failed: {code}")
 
 
-def _fetched_at(record: dict[str, Any]) -> float:
+def _fetched_at(record: Any) -> float:
     value = float(record["fetched_at"])
     if not math.isfinite(value):
         raise ValueError("record fetched_at must be a finite number of unix seconds")
     return value
 
 
-def _expires_at(lease: dict[str, Any]) -> float:
-    """When a stored lease expires; one we cannot read counts as long expired."""
+@dataclass(frozen=True, slots=True)
+class _Lease:
+    owner: str
+    expired: bool
+
+
+def _server_time(response: dict[str, Any]) -> float | None:
+    """SSM's clock: the ``Date`` header of its answer (whole seconds), or ``None``."""
+    headers = response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
+    raw = headers.get("date") if isinstance(headers, dict) else None
+    if not isinstance(raw, str):
+        return None
     try:
-        return float(lease["expires_at"])
-    except (KeyError, TypeError, ValueError):
-        return 0.0
+        return parsedate_to_datetime(raw).timestamp()
+    except (TypeError, ValueError):
+        return None
 
 
 class SSMTokenStore:
     """The :class:`~wxtoken.store.base.TokenStore` on SSM Parameter Store.
 
     ``client`` is a boto3 ``ssm`` client (build one with :meth:`from_settings` for the
-    retry and timeout policy); ``clock`` gives unix seconds for lease expiry, and must
-    agree across processes (wall time, not monotonic).
+    retry and timeout policy). Leases expire on SSM's clock; ``clock`` (unix seconds) is
+    used only for leases written by older versions, which carry the writer's expiry.
     """
 
     def __init__(
@@ -130,12 +143,38 @@ class SSMTokenStore:
         raw = self._get(parameter, decrypt=True)
         if raw is not None:
             try:
-                stored = json.loads(raw)
-                stored_at = float(stored["fetched_at"])
-            except (ValueError, TypeError, KeyError):
-                stored_at = None
+                stored_at: float | None = _fetched_at(json.loads(raw))
+            except (ValueError, TypeError, KeyError, AttributeError, RecursionError):
+                stored_at = None  # damaged: never blocks the write that replaces it
             if stored_at is not None and stored_at >= fetched_at:
                 return False
+        self._put(parameter, record)
+        return True
+
+    def read_raw(self, appid: str, name: RecordName) -> str | None:
+        return self._get(self.parameter_name(appid, name), decrypt=True)
+
+    def replace(
+        self,
+        appid: str,
+        name: RecordName,
+        record: dict[str, Any],
+        ttl_seconds: float | None,
+        *,
+        expected: str | None,
+    ) -> bool:
+        """Put ``record`` if the stored value is still ``expected``.
+
+        SSM has no conditional put: the read and the put are serialized by the refresh lease
+        (the refresher writes only while holding it), as for :meth:`write_if_newer`.
+        """
+        parameter = self.parameter_name(appid, name)
+        if self._get(parameter, decrypt=True) != expected:
+            return False
+        self._put(parameter, record)
+        return True
+
+    def _put(self, parameter: str, record: dict[str, Any]) -> None:
         params: dict[str, Any] = {
             "Name": parameter,
             "Value": encode(record),
@@ -149,27 +188,32 @@ class SSMTokenStore:
             self.client.put_parameter(**params)
         except (ClientError, BotoCoreError) as exc:
             raise _store_error("PutParameter", exc) from None
-        return True
 
     # -- lease -----------------------------------------------------------------------------
 
     def lease(self, appid: str, ttl_seconds: float) -> AbstractContextManager[None]:
         """Hold ``{prefix}/{appid}/lease`` for the ``with`` block, or raise LeaseBusyError.
 
-        Taking it is ``PutParameter(Overwrite=False)`` of ``{"owner", "expires_at"}``,
-        which SSM refuses atomically when the parameter exists. When it exists but has
-        expired (its holder died), it is deleted and the put tried once more. Releasing
-        deletes it only if it still names this owner; a lease found taken over, or a
-        release that fails, is logged and the lease left to expire.
+        Taking it is ``PutParameter(Overwrite=False)`` of ``{"owner", "ttl"}``, which SSM
+        refuses atomically when the parameter exists. Whether an existing lease has expired
+        is judged **on SSM's clock**, never a writer's: it expired when the ``Date`` of
+        SSM's answer is ``ttl`` past the lease's ``LastModifiedDate`` (both set by SSM). A
+        writer whose clock is minutes off can then neither write a lease that others think
+        expired at once, nor think a live one expired (issue 9: two mints, and the late
+        writer's older token stored over the newer). An expired lease (its holder died) is
+        deleted and the put tried once more. A put whose answer was lost but that SSM made
+        is found by its owner and held. Releasing deletes it only if it still names this
+        owner; a lease found taken over, or a release that fails, is logged and left to expire.
 
         Residual races, both needing a holder that died or overran ``ttl_seconds``:
 
         * Takeover: two contenders both read the same expired lease; A deletes it and puts
           its own; B, still acting on what it read, then deletes A's fresh lease and puts
           its own. Both believe they hold it. SSM has no conditional delete to close this;
-          the window is one GetParameter-to-DeleteParameter round trip, and the cost is
-          two refreshes at once, which ``write_if_newer`` and WeChat's five-minute overlap
-          of old and new tokens absorb.
+          the window is one GetParameter-to-DeleteParameter round trip. The refresher's
+          token write compares against what it read before minting, so neither holder
+          stores its token over the other's blindly (the stored one is marked suspect and
+          the next run mints once more).
         * Release: between reading our own lease and deleting it, it may expire and be
           taken; the delete then removes the new holder's lease. Only a holder that
           overran its TTL can get there.
@@ -184,23 +228,28 @@ class SSMTokenStore:
         owner = uuid.uuid4().hex
         if not self._try_take(name, owner, ttl_seconds):
             stored = self._read_lease(name)
-            if stored is not None and _expires_at(stored) > self.clock():
+            if stored is not None and stored.owner == owner:
+                pass  # our put went through; its answer was lost and botocore retried it
+            elif stored is not None and not stored.expired:
                 raise LeaseBusyError(f"the refresh lease of {appid} is held by another process")
-            if stored is not None:
-                logger.warning(
-                    "taking over an expired refresh lease; its holder died or overran it",
-                    extra={"appid": appid},
-                )
-                self._delete(name)
-            if not self._try_take(name, owner, ttl_seconds):
-                raise LeaseBusyError(f"the refresh lease of {appid} is held by another process")
+            else:
+                if stored is not None:
+                    logger.warning(
+                        "taking over an expired refresh lease; its holder died or overran it",
+                        extra={"appid": appid},
+                    )
+                    self._delete(name)
+                if not self._try_take(name, owner, ttl_seconds):
+                    raise LeaseBusyError(f"the refresh lease of {appid} is held by another process")
         try:
             yield
         finally:
             self._release(appid, name, owner)
 
     def _try_take(self, name: str, owner: str, ttl_seconds: float) -> bool:
-        value = json.dumps({"owner": owner, "expires_at": self.clock() + ttl_seconds})
+        # ``expires_at`` (the writer's clock) is kept for wxtoken versions that judged leases
+        # by it; this version reads ``ttl`` against SSM's own times.
+        value = json.dumps({"owner": owner, "ttl": ttl_seconds, "expires_at": self.clock() + ttl_seconds})
         try:
             self.client.put_parameter(Name=name, Value=value, Type="String", Overwrite=False, Tier="Standard")
         except ClientError as exc:
@@ -211,21 +260,38 @@ class SSMTokenStore:
             raise _store_error("PutParameter", exc) from None
         return True
 
-    def _read_lease(self, name: str) -> dict[str, Any] | None:
-        """The stored lease; ``{}`` (expired at once) when it is not a lease we can read."""
-        raw = self._get(name, decrypt=False)
-        if raw is None:
-            return None
+    def _read_lease(self, name: str) -> _Lease | None:
+        """The stored lease, judged on SSM's clock; one we cannot read counts as expired."""
         try:
-            value = json.loads(raw)
-        except ValueError:
-            return {}
-        return value if isinstance(value, dict) else {}
+            response = self.client.get_parameter(Name=name, WithDecryption=False)
+        except ClientError as exc:
+            if _error_code(exc) == "ParameterNotFound":
+                return None
+            raise _store_error("GetParameter", exc) from None
+        except BotoCoreError as exc:
+            raise _store_error("GetParameter", exc) from None
+        parameter = response["Parameter"]
+        try:
+            value = json.loads(parameter["Value"])
+            owner = str(value["owner"])
+        except (ValueError, TypeError, KeyError):
+            return _Lease(owner="", expired=True)
+        server_now = _server_time(response)
+        modified = parameter.get("LastModifiedDate")
+        ttl = value.get("ttl") if isinstance(value, dict) else None
+        if server_now is not None and isinstance(modified, datetime) and isinstance(ttl, int | float):
+            # The Date header has whole seconds: wait one more rather than take a live lease.
+            return _Lease(owner, expired=server_now >= modified.timestamp() + float(ttl) + 1.0)
+        # A lease written by an older version, or an answer without SSM's times: the writer's
+        # clock is all there is.
+        expires_at = value.get("expires_at")
+        expired = not isinstance(expires_at, int | float) or float(expires_at) <= self.clock()
+        return _Lease(owner, expired=expired)
 
     def _release(self, appid: str, name: str, owner: str) -> None:
         try:
             stored = self._read_lease(name)
-            if stored is None or stored.get("owner") != owner:
+            if stored is None or stored.owner != owner:
                 logger.warning(
                     "refresh lease expired before release and was taken over",
                     extra={"appid": appid},

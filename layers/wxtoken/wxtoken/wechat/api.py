@@ -1,11 +1,16 @@
 """WeChat's HTTP API: the token, stable_token and jsapi ticket endpoints, and generic calls.
 
 Replays: every call to ``/cgi-bin/token`` (and every forced ``stable_token``) mints a new
-token, and WeChat keeps only the newest *previous* token valid for 5 minutes. Replaying such
-a call after an ambiguous failure (read timeout, 5xx, garbled body: WeChat may have minted
-one we never saw) would turn the stored token from "previous" into "older" — invalid at
-once. So those calls are replayed only when WeChat certainly did not process them; the
-Lambda retry a minute later, inside the 5-minute grace, asks again.
+token, and WeChat keeps only the newest *previous* token valid for 5 minutes
+(getAccessToken: "重复获取将导致上次获取的access_token失效"). After an ambiguous failure
+(read timeout, 5xx, garbled body, a broken connection: WeChat may have minted a token we
+never saw) the stored token is doomed whatever we do: the lost token retires it in 5
+minutes, and any later call — a replay now, the guard, a Lambda retry — retires it too.
+Waiting protects nothing and costs readers their token, so a classic token call is replayed
+**once, at once**, after an ambiguous failure (``ambiguous_replays=1``); the refresher then
+stores the replay's token, or marks the stored one suspect so the guard replaces it inside
+the grace. A forced ``stable_token`` is never replayed as such (each one spends one of 20 a
+day): the refresher asks again in normal mode, which hands back the current token.
 
 One retry policy covers the three ways a call can fail transiently — the transport (a
 timeout, a refused connection), the HTTP status (5xx, 429) and WeChat's own "system busy"
@@ -44,16 +49,25 @@ _ENDPOINTS = {TOKEN_PATH: "token", STABLE_TOKEN_PATH: "stable_token", TICKET_PAT
 
 # An attempt with less time than this left is not worth starting.
 _MIN_ATTEMPT_SECONDS = 0.5
+# Set (by _request, on its answer) when an earlier attempt timed out while WeChat may still
+# have been processing it; not a key WeChat sends.
+_IN_FLIGHT_KEY = "__wxtoken_earlier_attempt_in_flight"
 _BACKOFF_BASE = 0.25
 _BACKOFF_CAP = 4.0
 
 
 @dataclass(frozen=True, slots=True)
 class Grant:
-    """A credential WeChat handed out: the token or ticket, and its lifetime in seconds."""
+    """A credential WeChat handed out: the token or ticket, and its lifetime in seconds.
+
+    ``maybe_overtaken``: an earlier attempt of the same call timed out while WeChat may
+    still have been working on it, so WeChat may mint that attempt's token after this one
+    and retire this one 5 minutes later.
+    """
 
     value: str
     expires_in: int
+    maybe_overtaken: bool = False
 
     def __repr__(self) -> str:  # the value is a secret
         return f"Grant(value=***, expires_in={self.expires_in})"
@@ -96,14 +110,22 @@ class WeChatAPI:
                 "force_refresh": force,
             }
             payload = self._request(
-                "POST", STABLE_TOKEN_PATH, json=body, deadline=deadline, token_api=True, replayable=not force
+                "POST",
+                STABLE_TOKEN_PATH,
+                json=body,
+                deadline=deadline,
+                token_api=True,
+                ambiguous_replays=0 if force else None,
             )
         else:
             params = {"grant_type": "client_credential", "appid": appid, "secret": secret}
             payload = self._request(
-                "GET", TOKEN_PATH, params=params, deadline=deadline, token_api=True, replayable=False
+                "GET", TOKEN_PATH, params=params, deadline=deadline, token_api=True, ambiguous_replays=1
             )
-        return _grant(payload, "access_token", TOKEN_PATH if not stable else STABLE_TOKEN_PATH)
+        grant = _grant(payload, "access_token", TOKEN_PATH if not stable else STABLE_TOKEN_PATH)
+        if payload.get(_IN_FLIGHT_KEY):
+            return Grant(grant.value, grant.expires_in, maybe_overtaken=True)
+        return grant
 
     def jsapi_ticket(self, access_token: str, *, deadline: Deadline) -> Grant:
         params = {"access_token": access_token, "type": "jsapi"}
@@ -133,11 +155,20 @@ class WeChatAPI:
         *,
         deadline: Deadline,
         token_api: bool,
-        replayable: bool = True,
+        ambiguous_replays: int | None = None,
         params: Mapping[str, Any] | None = None,
         json: Any = None,
     ) -> dict[str, Any]:
+        """One call, retried within ``deadline``; see the module docstring.
+
+        ``ambiguous_replays`` bounds how many times a call WeChat may already have processed
+        is sent again (``None``: as often as the retry policy allows — for calls that change
+        nothing at WeChat). Failures where WeChat certainly never saw the request (refused
+        connection, connect timeout, 429, errcode -1) do not count against it.
+        """
         url = f"{self.base_url}{path}"
+        replays_left = ambiguous_replays
+        in_flight = False
         endpoint = _ENDPOINTS.get(path, "api")
         last: RetryableWeChatError = WeChatTransportError(f"no time left to call WeChat {path}")
         for attempt in range(1, self._max_attempts + 1):
@@ -150,6 +181,8 @@ class WeChatAPI:
                 errcode = payload.get("errcode", 0)
                 if errcode not in (0, None):
                     raise error_for(_as_int(errcode), str(payload.get("errmsg", "")), on_token_api=token_api)
+                if in_flight:
+                    payload[_IN_FLIGHT_KEY] = True
                 return payload
             except WeChatAPIError as exc:
                 put_metric(
@@ -161,11 +194,14 @@ class WeChatAPI:
                 )
                 if not isinstance(exc, RetryableWeChatError):
                     raise
-                if isinstance(exc, WeChatTransportError) and not replayable and exc.maybe_processed:
-                    raise WeChatTransportError(
-                        f"{exc.errmsg}; not retried at once, because WeChat may have minted a token "
-                        "that retires the stored one in 5 minutes — the Lambda retry asks again"
-                    ) from None
+                if isinstance(exc, WeChatTransportError) and exc.maybe_processed and replays_left is not None:
+                    if replays_left <= 0:
+                        raise WeChatTransportError(
+                            f"{exc.errmsg}; WeChat may have processed it (a token call may have minted "
+                            "a token that retires the stored one)"
+                        ) from None
+                    replays_left -= 1
+                    in_flight = in_flight or exc.maybe_in_flight
                 last = exc
             if attempt == self._max_attempts:
                 break
@@ -209,7 +245,9 @@ class WeChatAPI:
                 f"could not connect to WeChat for {path} within {timeout[0]:.1f}s", maybe_processed=False
             ) from None
         except requests.Timeout:
-            raise WeChatTransportError(f"WeChat {path} did not answer within {timeout[1]:.1f}s") from None
+            raise WeChatTransportError(
+                f"WeChat {path} did not answer within {timeout[1]:.1f}s", maybe_in_flight=True
+            ) from None
         except requests.ConnectionError as exc:
             refused = _never_connected(exc)
             what = "could not connect to WeChat" if refused else "connection to WeChat broke"

@@ -1,0 +1,72 @@
+"""The refresh decisions as pure functions of (request, stored state, now): tables of cases."""
+
+from __future__ import annotations
+
+import pytest
+
+from wxtoken.refresh import RefreshRequest, TokenState, Trigger, probe_due, reason_to_refresh
+from wxtoken.store.base import Credential, MintIntent
+
+NOW = 1_800_000_000.0
+GOOD = Credential("tok", expires_at=int(NOW) + 3600, fetched_at=NOW - 3600)
+LOW = Credential("tok", expires_at=int(NOW) + 100, fetched_at=NOW - 7100)
+EXPIRED = Credential("tok", expires_at=int(NOW) - 1, fetched_at=NOW - 7300)
+
+
+def state(credential=GOOD, **kwargs) -> TokenState:
+    return TokenState(raw="{}", credential=credential, **kwargs)
+
+
+@pytest.mark.parametrize(
+    ("trigger", "stored", "invalid_token", "requested_at", "expected"),
+    [
+        (Trigger.GUARD, state(), None, NOW, None),
+        (Trigger.GUARD, state(LOW), None, NOW, "stored token expires in 100s"),
+        (Trigger.GUARD, state(EXPIRED), None, NOW, "stored token expired"),
+        (Trigger.GUARD, state(None), None, NOW, "no token stored"),
+        (Trigger.GUARD, TokenState(raw="not json", credential=None, damaged=True), None, NOW, "damaged"),
+        (Trigger.GUARD, state(suspect=True), None, NOW, "answer was lost"),
+        (Trigger.COMPARE, state(), "tok", NOW, "rejected by WeChat"),
+        (Trigger.COMPARE, state(), "another", NOW, None),
+        (Trigger.COMPARE, state(suspect=True), "another", NOW, "answer was lost"),
+        (Trigger.SCHEDULED, state(), None, NOW, "scheduled"),
+        (Trigger.SCHEDULED, state(), None, NOW - 7200, None),  # a retry: refreshed since it fired
+        (Trigger.FORCE, state(), None, NOW, "force"),
+        (Trigger.FORCE, TokenState(raw="{", credential=None, damaged=True), None, NOW - 7200, "damaged"),
+    ],
+)
+def test_reason_to_refresh(trigger, stored, invalid_token, requested_at, expected):
+    request = RefreshRequest(trigger, requested_at, None, invalid_token)
+    reason = reason_to_refresh(request, stored, NOW, guard_margin_seconds=240)
+    if expected is None:
+        assert reason is None
+    else:
+        assert reason is not None
+        assert expected in reason
+
+
+@pytest.mark.parametrize(
+    ("intent", "stored", "suspect"),
+    [
+        (MintIntent(NOW, settled=False, fetched_at=NOW), GOOD, True),  # stored before the mint
+        (MintIntent(NOW, settled=True, fetched_at=NOW), GOOD, False),  # WeChat refused: no mint
+        (MintIntent(NOW - 7200, settled=False, fetched_at=NOW - 7200), GOOD, False),  # resolved
+        (MintIntent(NOW, settled=False, fetched_at=NOW), None, True),
+        (MintIntent(GOOD.fetched_at, settled=False, fetched_at=GOOD.fetched_at), GOOD, True),  # a tie
+    ],
+)
+def test_a_mint_intent_leaves_the_stored_token_suspect_until_resolved(intent, stored, suspect):
+    assert intent.leaves_suspect(stored) is suspect
+
+
+@pytest.mark.parametrize(("period", "probed_minutes"), [(60, 60), (120, 30), (300, 12), (0, 0)])
+def test_probe_due_spreads_one_probe_per_period(period, probed_minutes):
+    minutes = [NOW + 60 * m for m in range(60)]
+    assert sum(probe_due("wx1111111111111111", at, period) for at in minutes) == probed_minutes
+
+
+def test_probes_of_many_apps_are_staggered():
+    appids = [f"wx{n:016d}" for n in range(40)]
+    per_minute = [sum(probe_due(a, NOW + 60 * m, 300) for a in appids) for m in range(5)]
+    assert sum(per_minute) == 40
+    assert max(per_minute) < 40  # not all in one run
