@@ -18,7 +18,7 @@ call                          connect  read  attempts  black hole fail  worst ca
 secret (apps, Redis AUTH)     0.5      0.5   2         ≈ 1.0 s          2.05 s
 dedup table                   0.5      0.3   2         ≈ 0.6–1.0 s      1.63 s
 token store read (SSM)        0.5      0.75  2         ≈ 1.0–1.5 s      2.55 s
-token store (Redis)           0.5      0.5   2         see redis_store  —
+token store (Redis)           0.5      0.75  2         ≈ 1.0–1.5 s      2.7 s
 refresh invoke (reader)       0.5      1.5   2         ≈ 1.0–3.0 s      4.05 s
 ============================  =======  ====  ========  ===============  ===========
 
