@@ -99,10 +99,12 @@ def test_no_single_call_can_outlast_wechats_five_seconds(name):
 
 
 def test_message_path_against_dead_dependencies_fits_wechats_five_seconds():
-    # Given the apps secret cached, a dead dedup store and a dead token store that the
-    # business handler reads: both fail in turn and the message is still answered.
+    # Given the apps secret cached (a dead one ends the request with a 503 before anything
+    # else is tried), a dead dedup store and a dead token store that the business handler
+    # reads: both fail in turn, and a second is left for the network and a cold start.
     spent = budget.DEDUP.black_hole_seconds + budget.TOKEN_STORE.black_hole_seconds
-    assert spent + budget.SECRET.black_hole_seconds < WECHAT_ANSWER_SECONDS - 1.0
+    assert spent < WECHAT_ANSWER_SECONDS - 1.0
+    assert budget.SECRET.black_hole_seconds < WECHAT_ANSWER_SECONDS - 1.0
 
 
 # --- each call -----------------------------------------------------------------------

@@ -17,19 +17,19 @@ call                          connect  read  attempts  black hole fail  worst ca
 ============================  =======  ====  ========  ===============  ===========
 secret (apps, Redis AUTH)     0.5      0.5   2         ≈ 1.0 s          2.05 s
 dedup table                   0.5      0.3   2         ≈ 0.6–1.0 s      1.63 s
-token store read (SSM)        0.5      0.75  2         ≈ 1.0–1.5 s      2.55 s
-token store (Redis)           0.5      0.75  2         ≈ 1.0–1.5 s      2.7 s
+token store (SSM)             0.5      0.75  3         ≈ 1.5–2.25 s     3.9 s
+token store (Redis)           0.5      0.75  2         ≈ 1.0–1.5 s      2.6 s
 refresh invoke (reader)       0.5      1.5   2         ≈ 1.0–3.0 s      4.05 s
 ============================  =======  ====  ========  ===============  ===========
 
 So the message path against dead dependencies answers in about 1 s (apps secret dead:
-503) or 3.5 s (secret cached, dedup and store dead: handled without dedup, the handler's
-store read fails), leaving WeChat's 5 s room for API Gateway, the network from WeChat's
-servers and a cold start. "Worst case" adds the connect and read timeouts of every
-attempt (a connection that completes just before its timeout and then hangs); each is
-under 5 s, so no single call can run the Lambda out. Healthy calls are far inside these
-figures: AWS in-region TCP connects take milliseconds, GetSecretValue, GetParameter and
-PutItem tens of milliseconds.
+503; nothing else is tried) or 3.25 s (secret cached, dedup and store dead: handled
+without dedup, the handler's store read fails), leaving WeChat's 5 s room for API
+Gateway, the network from WeChat's servers and a cold start. "Worst case" adds the
+connect and read timeouts of every attempt (a connection that completes just before its
+timeout and then hangs); each is under 5 s, so no single call can run the Lambda out.
+Healthy calls are far inside these figures: AWS in-region TCP connects take milliseconds,
+GetSecretValue, GetParameter and PutItem tens of milliseconds.
 
 botocore's rules these numbers rest on (retry mode ``standard``):
 
@@ -108,12 +108,13 @@ DEDUP = CallBudget(connect_timeout=0.5, read_timeout=0.3, attempts=2)
 dedup store that fails costs only dedup (the message is handled anyway), so it gets the
 least time."""
 
-TOKEN_STORE = CallBudget(connect_timeout=0.5, read_timeout=0.75, attempts=2)
-"""Token-store calls (SSM GetParameter/PutParameter and the Redis socket timeouts). Shared
-by the refresh function, the webhook and every reader. SSM throttles at a low TPS
-(GetParameter 40 TPS by default, shared by the account), so one throttling retry stays (at
-most 1 s of backoff); a second would add up to 2 s more and break the webhook's budget.
-The refresh function recovers from a failed write at its next guard run."""
+TOKEN_STORE = CallBudget(connect_timeout=0.5, read_timeout=0.75, attempts=3)
+"""Token-store calls: SSM GetParameter/PutParameter, and the Redis socket timeouts. Shared by
+the refresh function, the webhook and every reader. SSM throttles at a low TPS (GetParameter
+40 TPS by default, shared by the account), so two throttling retries stay: at most 1 s and
+2 s of backoff between three fast answers, about 3 s. Against a black hole a call fails in
+1.5 s (never connects) to 2.25 s (never answers). Redis does not throttle: it keeps
+redis-py's one retry (a pooled connection the server closed), so 1.0–1.5 s."""
 
 REFRESH_INVOKE = CallBudget(connect_timeout=0.5, read_timeout=1.5, attempts=2)
 """A reader's synchronous invoke of the refresh function for a compare-and-refresh (one

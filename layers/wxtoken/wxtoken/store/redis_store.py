@@ -122,7 +122,8 @@ class RedisTokenStore:
         Timeouts are short because the webhook answers WeChat within 5 s
         (:data:`wxtoken.budget.TOKEN_STORE`): one retry on a connection error or timeout (a
         Lambda thawed after minutes finds its pooled connection closed by the server), then
-        :class:`StoreError`, in about 1.5 s against a Redis that never answers. A password
+        :class:`StoreError`, in about 1.5 s against a Redis that never answers (the timeouts of
+        the budget's token store; its third attempt is for SSM's throttling). A password
         in the URL wins over ``password``. A plain client connects at its first command; a
         ``RedisCluster`` connects at once to learn the slots (StoreError if it cannot).
         """

@@ -34,10 +34,10 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-# Two attempts in all (``total_max_attempts`` counts the first call): a throttled call is
-# retried once after at most 1 s of backoff, and a dead SSM fails a read in about 1.5 s
-# (2.55 s at worst), so the webhook still answers inside WeChat's 5 s. The arithmetic, and
-# why a third attempt does not fit, is in wxtoken.budget (TOKEN_STORE).
+# Three attempts in all (``total_max_attempts`` counts the first call): a throttled call is
+# retried after up to 1 s, then 2 s of backoff, while a dead SSM fails a call in 1.5-2.25 s
+# (0.5 s connect, 0.75 s read timeouts; 3.9 s at worst), so the webhook still answers inside
+# WeChat's 5 s. The arithmetic is in wxtoken.budget (TOKEN_STORE).
 CLIENT_CONFIG = TOKEN_STORE.botocore_config()
 
 
