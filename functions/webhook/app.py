@@ -5,7 +5,8 @@
 - ``GET  /token/{appid}``   the central-control token API for your other servers (AWS_IAM)
 
 Business handlers live in ``handlers.py`` next to this file. Bad input gets a short 4xx,
-never a 5xx; message bodies and secrets are never logged.
+never a 5xx; a dependency that is down (Secrets Manager, the token store) gets a 503 in
+time, never a Lambda timeout (see wxtoken.budget); message bodies and secrets are never logged.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from wxtoken.errors import (
     SignatureMismatch,
     TokenUnavailableError,
     UnknownAppError,
+    WxTokenError,
 )
 from wxtoken.observability import WEBHOOK_REJECTED, logger, metrics, put_metric, tracer
 from wxtoken.webhook_wiring import WebhookRuntime, build_webhook_runtime
@@ -49,6 +51,9 @@ def verify_url(appid: str) -> Response[str]:
 
 @app.post("/wechat/<appid>")
 def receive(appid: str) -> Response[str]:
+    # Here rather than in lambda_handler: building the runtime can fail (a dead Secrets
+    # Manager on a cold start), and only inside a route does that become a 503.
+    runtime().register_context(app.lambda_context)
     answer = runtime().webhook.receive(appid, app.current_event.query_string_parameters or {}, _body())
     return Response(200, answer.content_type, answer.body)
 
@@ -126,10 +131,22 @@ def _no_token(exc: TokenUnavailableError) -> Response[str]:
     return _plain(503, "token unavailable")
 
 
+@app.exception_handler(WxTokenError)
+def _unavailable(exc: WxTokenError) -> Response[str]:
+    """A dependency failed in time (apps secret, Redis AUTH, token store): 503, and WeChat
+    retries the callback. The type names what failed; messages carry no secret values."""
+    event = app.current_event
+    appid = (event.path_parameters or {}).get("appid")
+    logger.error(
+        "dependency unavailable",
+        extra={"appid": appid, "path": event.path, "error": type(exc).__name__, "detail": str(exc)},
+    )
+    return _plain(503, "service unavailable")
+
+
 # The correlation id is API Gateway's request id; responses are not traced (they carry tokens).
 @logger.inject_lambda_context(log_event=False, correlation_id_path=correlation_paths.API_GATEWAY_HTTP)
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics(capture_cold_start_metric=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    runtime().register_context(context)
     return app.resolve(event, context)

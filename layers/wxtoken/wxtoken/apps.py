@@ -7,7 +7,9 @@ One Secrets Manager secret holds JSON keyed by appid::
 
 It is read through powertools' SecretsProvider with a cache (``max_age``), so a warm
 container calls Secrets Manager at most once per cache window while a rotated secret still
-takes effect within minutes.
+takes effect within minutes. The read runs on the webhook's 5 s budget
+(:data:`wxtoken.budget.SECRET`): a dead Secrets Manager is a ConfigError within about a
+second, not boto3's 60 s timeouts.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from wxtoken.budget import SECRET
 from wxtoken.errors import ConfigError, UnknownAppError
 
 _APPID = re.compile(r"^wx[0-9A-Za-z]{8,32}$")
@@ -108,7 +111,7 @@ class AppsSource:
             # function (tests, local tools) never needs.
             from aws_lambda_powertools.utilities.parameters import SecretsProvider
 
-            self._provider = SecretsProvider()
+            self._provider = SecretsProvider(boto_config=SECRET.botocore_config())
         try:
             value = self._provider.get(self.secret_id, max_age=self._max_age)
         except Exception as exc:  # powertools wraps boto3 errors in GetParameterError

@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from wxtoken.apps import AppsSource
+from wxtoken.budget import REFRESH_INVOKE
 from wxtoken.config import Settings
 from wxtoken.deadline import Deadline
 from wxtoken.errors import (
@@ -466,14 +467,10 @@ class LambdaRefreshRequester:
         with self._client_lock:
             if self._client is None:
                 import boto3
-                from botocore.config import Config
 
-                # A compare-and-refresh takes a second or two (one WeChat call, under the
-                # app's lease); a caller is waiting, so fail fast rather than hang.
-                config = Config(
-                    connect_timeout=2, read_timeout=15, retries={"mode": "standard", "total_max_attempts": 2}
-                )
-                self._client = boto3.client("lambda", config=config)
+                # A caller (often a webhook handler with 4 s in all) is waiting: fail with
+                # RefreshRequestError within a few seconds rather than boto3's 60 s.
+                self._client = boto3.client("lambda", config=REFRESH_INVOKE.botocore_config())
             return self._client
 
 

@@ -18,6 +18,7 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
     IdempotencyPersistenceLayerError,
 )
 
+from wxtoken.budget import DEDUP
 from wxtoken.observability import DUPLICATE_DELIVERY, count, logger
 from wxtoken.wechat.replies import SUCCESS
 
@@ -89,8 +90,12 @@ def redis_deduplicator(client: Any, *, expires_after_seconds: int) -> Powertools
 
 
 def dynamodb_deduplicator(table_name: str, *, expires_after_seconds: int) -> PowertoolsDeduplicator:
+    """Dedup on the DynamoDB table, with timeouts from :data:`wxtoken.budget.DEDUP`.
+
+    A dead table makes the first write fail (IdempotencyPersistenceLayerError) in well under
+    a second and the message is handled without dedup, inside WeChat's 5 s.
+    """
     from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 
-    return PowertoolsDeduplicator(
-        DynamoDBPersistenceLayer(table_name=table_name), expires_after_seconds=expires_after_seconds
-    )
+    layer = DynamoDBPersistenceLayer(table_name=table_name, boto_config=DEDUP.botocore_config())
+    return PowertoolsDeduplicator(layer, expires_after_seconds=expires_after_seconds)

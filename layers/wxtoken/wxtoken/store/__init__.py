@@ -10,6 +10,7 @@ import json
 import time
 from collections.abc import Callable
 
+from wxtoken.budget import SECRET
 from wxtoken.config import Settings, StoreKind
 from wxtoken.errors import ConfigError, StoreError
 from wxtoken.store.base import TokenStore
@@ -46,12 +47,19 @@ def open_store(settings: Settings, *, clock: Callable[[], float] = time.time) ->
 
 
 def _redis_auth(secret_id: str, max_age: int) -> tuple[str | None, str]:
-    """``(username, password)`` from a secret holding a password or ``{"username", "password"}``."""
-    from aws_lambda_powertools.utilities.parameters import get_secret
+    """``(username, password)`` from a secret holding a password or ``{"username", "password"}``.
+
+    Read with the timeouts of :data:`wxtoken.budget.SECRET` (powertools' ``get_secret`` would
+    use a provider with boto3's 60 s defaults): on a cold start the webhook reads it before
+    anything else, so a dead Secrets Manager must fail within WeChat's 5 s. A provider per
+    call: this runs once per store opened, and the secret stays out of module state.
+    """
+    from aws_lambda_powertools.utilities.parameters import SecretsProvider
     from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
 
     try:
-        raw = get_secret(secret_id, max_age=max_age)
+        provider = SecretsProvider(boto_config=SECRET.botocore_config())
+        raw = provider.get(secret_id, max_age=max_age)
     except GetParameterError as exc:
         cause = exc.__cause__
         response = getattr(cause, "response", None)
