@@ -33,6 +33,7 @@ from wxtoken.observability import WEBHOOK_REJECTED, logger, metrics, put_metric,
 from wxtoken.webhook_wiring import WebhookRuntime, build_webhook_runtime
 
 app = APIGatewayHttpResolver()
+_LOGGED_CHARS = 64
 
 
 @cache
@@ -81,7 +82,9 @@ def _body() -> bytes:
             return base64.b64decode(raw, validate=True)
         except (binascii.Error, ValueError):
             raise MalformedMessage("malformed message") from None
-    return raw.encode("utf-8")
+    # A lone surrogate (JSON's \ud800 escapes decode to one) has no UTF-8 form: kept as the
+    # bytes that the XML parser then refuses (400), after the signature check, not as a 500.
+    return raw.encode("utf-8", "surrogatepass")
 
 
 def _plain(status: int, text: str) -> Response[str]:
@@ -91,8 +94,12 @@ def _plain(status: int, text: str) -> Response[str]:
 def _refuse(reason: str, status: int, text: str) -> Response[str]:
     """A short 4xx, logged and counted (``WebhookRejected`` by reason)."""
     event = app.current_event
-    appid = (event.path_parameters or {}).get("appid")
-    logger.info("request refused", extra={"reason": reason, "appid": appid, "path": event.path})
+    appid = (event.path_parameters or {}).get("appid") or ""
+    # Both come from the URL, any length: a log line stays short (an appid is at most 34).
+    logger.info(
+        "request refused",
+        extra={"reason": reason, "appid": appid[:_LOGGED_CHARS], "path": event.path[:_LOGGED_CHARS]},
+    )
     put_metric(WEBHOOK_REJECTED, MetricUnit.Count, 1, Reason=reason)
     return _plain(status, text)
 

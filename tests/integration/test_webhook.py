@@ -15,6 +15,7 @@ from tests.fixtures.wechat import APPID_A, APPID_B
 from wxtoken.deadline import Deadline
 from wxtoken.refresh import RefreshRequest, Trigger
 from wxtoken.wechat.messages import parse_xml
+from wxtoken.wechat.signature import sha1_signature
 
 EVENTS = Path(__file__).parents[2] / "events"
 TOKEN = "wxtokenlocal"
@@ -307,3 +308,112 @@ def test_token_api_event_file_runs_through_the_handler(webhook, system):
     system.refresher().run(RefreshRequest(Trigger.SCHEDULED, system.clock()), Deadline.after(10))
     response = invoke(webhook, json.loads((EVENTS / "webhook_token_api.json").read_text()))
     assert json.loads(response["body"])["access_token"] == system.stored(APPID_A).value
+
+
+# --- input WeChat never sends: a 4xx, never a 5xx ---------------------------------------------
+def _event_with(method: str, query: dict[str, str], body: str | None = None, path: str = PATH) -> dict:
+    """An API Gateway event carrying ``query`` and ``body`` exactly as given (lone surrogates
+    included: a Lambda event is JSON, whose ``\\ud800`` escapes decode to them)."""
+    event = apigw_event(method, path, None, body)
+    event["queryStringParameters"] = query
+    return event
+
+
+ODD_TIMESTAMPS = {
+    "superscript-two": "²",  # str.isdigit() says yes, int() says ValueError
+    "circled-digit": "①",
+    "arabic-indic": "١٢٣",  # int() reads it as 123
+    "fullwidth": "１７００００００００",
+    "5000-nines": "9" * 5000,  # past int()'s 4300-digit limit: ValueError
+    "lone-surrogate": "\ud800",
+    "negative": "-1",
+    "space": " 1700000000",
+    "decimal": "1700000000.5",
+    "empty": "",
+}
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"])
+@pytest.mark.parametrize("timestamp", list(ODD_TIMESTAMPS.values()), ids=list(ODD_TIMESTAMPS))
+def test_unsigned_requests_with_a_timestamp_wechat_never_sends_get_403(webhook, method, timestamp):
+    query = {"signature": "0" * 40, "timestamp": timestamp, "nonce": "123", "echostr": "x"}
+
+    response = invoke(webhook, _event_with(method, query, text_xml("hi") if method == "POST" else None))
+
+    assert response["statusCode"] == 403, response
+    assert response["body"] == "forbidden"
+
+
+@pytest.mark.parametrize(
+    "digits", [str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩"), str.maketrans("0123456789", "０１２３４５６７８９")]
+)
+def test_a_request_signed_over_a_timestamp_in_other_digits_gets_403(webhook, digits):
+    # A fresh timestamp, signed with the Token, but written in digits WeChat never uses: int()
+    # reads them, so without the ASCII check this would be accepted.
+    timestamp = str(int(time.time())).translate(digits)
+    query = {"signature": sha1_signature(TOKEN, timestamp, "123"), "timestamp": timestamp, "nonce": "123"}
+
+    response = invoke(webhook, _event_with("POST", query, text_xml("hi", msg_id=31)))
+
+    assert response["statusCode"] == 403, response
+
+
+@pytest.mark.parametrize(
+    "spoil",
+    [
+        lambda q: {**q, "nonce": "\ud800"},
+        lambda q: {**q, "signature": "\udc80" * 40},
+        lambda q: {**q, "encrypt_type": "aes", "msg_signature": "\ud800"},
+        lambda q: {**q, "nonce": "x" * 6000},
+    ],
+    ids=["surrogate-nonce", "surrogate-signature", "surrogate-msg-signature", "long-nonce"],
+)
+def test_unsigned_requests_with_odd_query_values_get_403(webhook, player, spoil):
+    query, body = player.message(text_xml("hi"))
+
+    response = invoke(webhook, _event_with("POST", spoil({**query, "signature": "0" * 40}), body))
+
+    assert response["statusCode"] == 403, response
+
+
+def test_a_signed_body_with_a_lone_surrogate_gets_400(webhook, player):
+    # API Gateway sends a body that is not UTF-8 base64-encoded; one that arrives as JSON text
+    # with a lone surrogate cannot be WeChat's either.
+    query, _ = player.message(text_xml("hi"))
+
+    body = text_xml("@@", msg_id=32).replace("@@", "\udc80")
+
+    response = invoke(webhook, _event_with("POST", query, body))
+
+    assert response["statusCode"] == 400, response
+
+
+def test_an_unsigned_body_with_a_lone_surrogate_gets_403(webhook, player):
+    query, _ = player.message(text_xml("hi"))
+
+    body = text_xml("@@").replace("@@", "\udc80")
+
+    response = invoke(webhook, _event_with("POST", {**query, "signature": "0" * 40}, body))
+
+    assert response["statusCode"] == 403, response
+
+
+def test_a_signed_url_check_with_an_unencodable_echostr_gets_400(webhook, player):
+    query = player.verification("echo\ud800")
+
+    response = invoke(webhook, _event_with("GET", query))
+
+    assert response["statusCode"] == 400, response
+
+
+def test_an_appid_of_thousands_of_characters_gets_404_and_a_short_log_line(webhook, player, caplog):
+    appid = "wx" + "A" * 6000
+
+    response = invoke(webhook, apigw_event("POST", f"/wechat/{appid}", player.query(), text_xml("hi")))
+
+    assert response["statusCode"] == 404
+    # (the records themselves: the JSON lines powertools prints may go to an earlier test's capture)
+    [refused] = [r for r in caplog.records if r.getMessage() == "request refused"]
+    assert refused.appid.startswith("wxAAA")
+    assert len(refused.appid) <= 64
+    assert len(refused.path) <= 64

@@ -33,6 +33,9 @@ from wxtoken.wechat.messages import Event, Message, parse_encrypted_envelope, pa
 from wxtoken.wechat.replies import SUCCESS, encrypted_reply, reply_to
 from wxtoken.wechat.signature import sha1_signature, verify_signature
 
+# WeChat's timestamp is unix seconds: 10 digits until the year 2286; a little room, no more.
+_MAX_TIMESTAMP_DIGITS = 12
+
 # Business handlers that overrun keep running here after the answer went out.
 _HANDLER_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="wxtoken-handler")
 
@@ -83,7 +86,7 @@ class Webhook:
         timestamp, nonce = self._fresh_timestamp(query)
         verify_signature(query.get("signature"), self._token(app), timestamp, nonce)
         echostr = query.get("echostr")
-        if not echostr:
+        if not echostr or not _encodable(echostr):
             raise MalformedMessage("malformed message")
         return echostr
 
@@ -155,8 +158,12 @@ class Webhook:
         return app.token
 
     def _fresh_timestamp(self, query: Mapping[str, str]) -> tuple[str, str]:
+        """``(timestamp, nonce)`` when the timestamp is WeChat's and inside the window.
+
+        Raises :class:`SignatureMismatch` (403) for anything else, before ``int()`` sees it.
+        """
         timestamp, nonce = query.get("timestamp", ""), query.get("nonce", "")
-        if not timestamp.isdigit() or not nonce:
+        if not _is_unix_seconds(timestamp) or not nonce:
             raise SignatureMismatch("forbidden")
         if abs(self._clock() - int(timestamp)) > self._settings.webhook_timestamp_window_seconds:
             raise SignatureMismatch("forbidden")
@@ -186,6 +193,27 @@ class Webhook:
             timestamp=timestamp,
             nonce=nonce,
         )
+
+
+def _encodable(text: str) -> bool:
+    """Whether ``text`` has a UTF-8 form: not so with a lone surrogate, which a Lambda event can
+    carry (JSON's ``\\ud800`` escapes decode to one) and WeChat never sends."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _is_unix_seconds(timestamp: str) -> bool:
+    """Whether ``timestamp`` is written as WeChat writes it: unix seconds in ASCII digits.
+
+    ``str.isdigit()`` alone also says yes to ``²`` or ``①`` (``int()`` refuses them with a
+    ValueError) and to ``١٢٣`` or fullwidth digits (``int()`` reads them), and ``int()``
+    refuses more than 4,300 digits (CPython's ``sys.int_info.str_digits_check_threshold``): an
+    uncaught ValueError is a Lambda error, a 500 from API Gateway, on an unsigned request.
+    """
+    return 0 < len(timestamp) <= _MAX_TIMESTAMP_DIGITS and timestamp.isascii() and timestamp.isdigit()
 
 
 def _event_of(message: Message) -> str | None:
