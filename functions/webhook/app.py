@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Mapping
 from functools import cache
-from typing import Any
+from types import MappingProxyType
+from typing import Any, Final
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
@@ -34,6 +36,10 @@ from wxtoken.webhook_wiring import WebhookRuntime, build_webhook_runtime
 
 app = APIGatewayHttpResolver()
 _LOGGED_CHARS = 64
+# On every answer: a browser must take text/plain and XML for what they say they are and not
+# sniff HTML out of them (echostr is the caller's text, reflected as is; Fetch standard,
+# "X-Content-Type-Options"). Response copies the mapping, so one constant serves them all.
+_NOSNIFF: Final[Mapping[str, str]] = MappingProxyType({"X-Content-Type-Options": "nosniff"})
 
 
 @cache
@@ -45,13 +51,13 @@ def runtime() -> WebhookRuntime:
 @app.get("/wechat/<appid>")
 def verify_url(appid: str) -> Response[str]:
     echostr = runtime().webhook.verify_url(appid, app.current_event.query_string_parameters or {})
-    return Response(200, "text/plain", echostr)
+    return Response(200, "text/plain", echostr, headers=_NOSNIFF)
 
 
 @app.post("/wechat/<appid>")
 def receive(appid: str) -> Response[str]:
     answer = runtime().webhook.receive(appid, app.current_event.query_string_parameters or {}, _body())
-    return Response(200, answer.content_type, answer.body)
+    return Response(200, answer.content_type, answer.body, headers=_NOSNIFF)
 
 
 @app.get("/token/<appid>")
@@ -67,7 +73,7 @@ def token(appid: str) -> Response[dict[str, Any]]:
         200,
         "application/json",
         {"access_token": credential.value, "expires_at": credential.expires_at},
-        headers={"Cache-Control": "no-store"},
+        headers={**_NOSNIFF, "Cache-Control": "no-store"},
     )
 
 
@@ -88,7 +94,7 @@ def _body() -> bytes:
 
 
 def _plain(status: int, text: str) -> Response[str]:
-    return Response(status, "text/plain", text)
+    return Response(status, "text/plain", text, headers=_NOSNIFF)
 
 
 def _refuse(reason: str, status: int, text: str) -> Response[str]:

@@ -417,3 +417,57 @@ def test_an_appid_of_thousands_of_characters_gets_404_and_a_short_log_line(webho
     assert refused.appid.startswith("wxAAA")
     assert len(refused.appid) <= 64
     assert len(refused.path) <= 64
+
+
+# --- no content sniffing ------------------------------------------------------------------------
+def test_the_echostr_answer_tells_browsers_not_to_sniff_it(webhook, player):
+    # echostr is whatever the caller chose, reflected as is: a browser that sniffed
+    # "<html><script>…" out of text/plain would run it on the API's origin.
+    response = invoke(webhook, apigw_event("GET", PATH, player.verification("<html><script>x</script>")))
+
+    assert response["statusCode"] == 200
+    assert response["body"] == "<html><script>x</script>"
+    assert response["headers"]["X-Content-Type-Options"] == "nosniff"
+
+
+@pytest.mark.parametrize(
+    ("xml", "encrypted"),
+    [
+        (text_xml("<html>", msg_id=41), False),  # an XML reply echoing the user's text
+        (text_xml("<html>", msg_id=42), True),  # an encrypted reply
+        (event_xml("CLICK", event_key="MENU_1"), False),  # success
+    ],
+    ids=["plain-reply", "safe-reply", "success"],
+)
+def test_message_answers_tell_browsers_not_to_sniff_them(webhook, player, xml, encrypted):
+    query, body = player.message(xml, encrypted=encrypted)
+
+    response = invoke(webhook, apigw_event("POST", PATH, query, body))
+
+    assert response["statusCode"] == 200
+    assert response["headers"]["X-Content-Type-Options"] == "nosniff"
+
+
+@pytest.mark.parametrize(
+    ("event", "status"),
+    [
+        (apigw_event("GET", PATH, {"timestamp": "1", "nonce": "1", "signature": "0" * 40}), 403),
+        (apigw_event("GET", "/wechat/wx9999999999999999"), 404),
+        (apigw_event("GET", f"/token/{APPID_A}"), 403),
+    ],
+    ids=["forbidden", "unknown-app", "token-api-without-iam"],
+)
+def test_refusals_tell_browsers_not_to_sniff_them(webhook, event, status):
+    response = invoke(webhook, event)
+
+    assert response["statusCode"] == status
+    assert response["headers"]["X-Content-Type-Options"] == "nosniff"
+
+
+def test_a_bad_request_tells_browsers_not_to_sniff_it(webhook, player):
+    query, _ = player.message(text_xml("hi"))
+
+    response = invoke(webhook, apigw_event("POST", PATH, query, "<not xml"))
+
+    assert response["statusCode"] == 400
+    assert response["headers"]["X-Content-Type-Options"] == "nosniff"
