@@ -471,3 +471,76 @@ def test_a_bad_request_tells_browsers_not_to_sniff_it(webhook, player):
 
     assert response["statusCode"] == 400
     assert response["headers"]["X-Content-Type-Options"] == "nosniff"
+
+
+# --- plain mode: a signature is good for one body -------------------------------------------------
+def _counting_image_handler(container, calls: list[int]) -> None:
+    @container.router.message("image")
+    def count(message):
+        from wxtoken.wechat.replies import TextReply
+
+        calls.append(message.msg_id)
+        return TextReply(f"answer {len(calls)}")
+
+
+def _image_xml(content: str, msg_id: int) -> str:
+    return text_xml(content, msg_id=msg_id).replace("<MsgType><![CDATA[text]]>", "<MsgType><![CDATA[image]]>")
+
+
+def test_a_plain_mode_signature_replayed_with_another_body_gets_403_and_runs_no_handler(webhook, player):
+    # Given WeChat's signed plain-mode delivery, handled by one container
+    containers = [webhook, load_handler("webhook")]  # the replay reaches another: the store decides
+    calls: list[int] = []
+    for container in containers:
+        _counting_image_handler(container, calls)
+    query, body = player.message(_image_xml("genuine", msg_id=5001))
+    assert invoke(containers[0], apigw_event("POST", PATH, query, body))["statusCode"] == 200
+
+    # When someone who saw its URL sends the same timestamp, nonce and signature with a body
+    # of their own (plain mode signs no body), inside the timestamp window
+    forged = invoke(containers[1], apigw_event("POST", PATH, query, _image_xml("forged", msg_id=5002)))
+
+    # Then it is refused, and the handler never sees it
+    assert forged["statusCode"] == 403
+    assert forged["body"] == "forbidden"
+    assert calls == [5001]
+
+
+def test_a_plain_mode_retry_with_the_same_signature_and_body_gets_the_same_answer(webhook, player):
+    containers = [webhook, load_handler("webhook")]
+    calls: list[int] = []
+    for container in containers:
+        _counting_image_handler(container, calls)
+    query, body = player.message(_image_xml("once", msg_id=5003))
+
+    answers = [invoke(c, apigw_event("POST", PATH, query, body)) for c in (*containers, containers[0])]
+
+    assert [a["statusCode"] for a in answers] == [200, 200, 200]
+    assert {parse_xml(a["body"])["Content"] for a in answers} == {"answer 1"}
+    assert calls == [5003]
+
+
+def test_a_safe_mode_signature_replayed_in_plain_mode_with_a_forged_body_gets_403(webhook, player):
+    # A safe-mode URL carries the same (Token, timestamp, nonce) signature as a plain one;
+    # dropping encrypt_type and msg_signature must not turn it into a plain-mode pass.
+    calls: list[int] = []
+    _counting_image_handler(webhook, calls)
+    query, body = player.message(_image_xml("genuine", msg_id=5004), encrypted=True)
+    assert invoke(webhook, apigw_event("POST", PATH, query, body))["statusCode"] == 200
+    plain = {k: v for k, v in query.items() if k not in ("encrypt_type", "msg_signature")}
+
+    forged = invoke(webhook, apigw_event("POST", PATH, plain, _image_xml("forged", msg_id=5005)))
+
+    assert forged["statusCode"] == 403
+    assert calls == [5004]
+
+
+def test_a_safe_mode_retry_with_the_same_signature_gets_the_same_answer(webhook, player):
+    calls: list[int] = []
+    _counting_image_handler(webhook, calls)
+    query, body = player.message(_image_xml("twice", msg_id=5006), encrypted=True)
+
+    answers = [invoke(webhook, apigw_event("POST", PATH, query, body)) for _ in range(2)]
+
+    assert {parse_xml(player.decrypt_reply(a["body"]))["Content"] for a in answers} == {"answer 1"}
+    assert calls == [5006]

@@ -1,8 +1,9 @@
 """WeChat's server callbacks: URL verification and messages, plain, safe and compatible mode.
 
 The order of checks is the order of cost: size, app, timestamp, signature (always — also
-in plain mode, which one well-known SDK skips), then decrypt and parse. Every failure is a
-typed :class:`~wxtoken.errors.BadRequest` the handler maps to a short 4xx.
+in plain mode, which one well-known SDK skips), then decrypt and parse, then the signature's
+binding to its body (plain mode signs no body: a captured query is good for one body only).
+Every failure is a typed :class:`~wxtoken.errors.BadRequest` the handler maps to a short 4xx.
 
 The business handler (see :mod:`wxtoken.dispatch`) runs once per delivery: WeChat retries a
 callback up to 3 times, so answers are kept by a :class:`Deduplicator` and a retry gets the
@@ -12,6 +13,7 @@ users "该公众号暂时无法提供服务", so an overrunning handler is answe
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 import threading
 import time
@@ -47,15 +49,20 @@ class WebhookResponse:
 
 
 class Deduplicator(Protocol):
-    def once(self, key: str, produce: Callable[[], str]) -> str:
-        """``produce()``'s answer for the first delivery of ``key``; the same answer after."""
+    def once(self, key: str, produce: Callable[[], str], *, delivery: bool = True) -> str:
+        """``produce()``'s answer for the first delivery of ``key``; the same answer after.
+
+        ``delivery=False`` for a key that is not one of WeChat's deliveries (a signature's
+        binding to its body): a hit on it is no retry, so it is not counted as one.
+        """
         ...
 
 
 class NoDeduplication:
-    """For local runs without a dedup store: every delivery runs the handler."""
+    """For local runs without a dedup store: every delivery runs the handler, and a replayed
+    plain-mode signature is not recognised."""
 
-    def once(self, key: str, produce: Callable[[], str]) -> str:
+    def once(self, key: str, produce: Callable[[], str], *, delivery: bool = True) -> str:
         return produce()
 
 
@@ -97,7 +104,8 @@ class Webhook:
         app = self._app(appid)
         token = self._token(app)
         timestamp, nonce = self._fresh_timestamp(query)
-        verify_signature(query.get("signature"), token, timestamp, nonce)
+        signature = query.get("signature") or ""
+        verify_signature(signature, token, timestamp, nonce)
 
         crypto: MessageCrypto | None = None
         if query.get("encrypt_type", "raw").lower() == "aes":
@@ -106,8 +114,11 @@ class Webhook:
             _to_user, encrypt = parse_encrypted_envelope(body)
             verify_signature(query.get("msg_signature"), token, timestamp, nonce, encrypt)
             message = parse_message(crypto.decrypt(encrypt))
+            signed = b"aes:" + encrypt.encode()
         else:
             message = parse_message(body)
+            signed = b"plain:" + body
+        self._bind_signature(appid, signature, signed)
 
         # DEBUG: the WebhookMessage metric counts messages by type; an INFO line per message
         # cost more than the crypto (bench/webhook_roundtrip.py --breakdown).
@@ -147,6 +158,34 @@ class Webhook:
         return reply_to(message, reply, create_time=int(max(started, self._clock())))
 
     # --- helpers ---------------------------------------------------------------------
+    def _bind_signature(self, appid: str, signature: str, signed: bytes) -> None:
+        """Refuse a signature already seen with other content (:class:`SignatureMismatch`, 403).
+
+        In plain mode WeChat's ``signature`` covers Token, timestamp and nonce, not the body
+        (接入指南): whoever saw one request's URL could send its query with a body of their
+        own for as long as the timestamp is fresh. So the first content a signature arrives
+        with is kept in the dedup store, and a second one is refused; the same content again
+        is WeChat's retry (or a harmless identical replay) and goes on to its deduplicated
+        answer. The key is the signature alone: it stands for (timestamp, nonce), including
+        any other split of WeChat's unseparated concatenation into a timestamp and a nonce.
+
+        Safe mode too, though ``msg_signature`` covers the ciphertext there: its URL carries
+        the same ``signature``, which must not pass for plain mode with a forged body once
+        ``encrypt_type`` and ``msg_signature`` are dropped. Its content is ``Encrypt``, what
+        ``msg_signature`` covers (in compatible mode the plaintext beside it is ignored).
+
+        Kept for ``DEDUP_SECONDS`` (default an hour), past the timestamp window. Fails open
+        like the message dedup: with the store down, nothing is refused.
+        """
+        digest = "sha256:" + hashlib.sha256(signed).hexdigest()
+        first = self._dedup.once(f"{appid}:sig:{signature}", lambda: digest, delivery=False)
+        # Also refused: a request whose twin is binding the signature at this very moment
+        # (the store says "in progress", and answers success). WeChat sends no two at once,
+        # and retries a refused one.
+        if first != digest:
+            logger.warning("signature replayed with another body; refused", extra={"appid": appid})
+            raise SignatureMismatch("forbidden")
+
     def _app(self, appid: str) -> AppConfig:
         return self._apps.get(appid)  # UnknownAppError → 404
 
