@@ -9,7 +9,8 @@ every invocation).
   changed, or re-signed over its timestamp written in other digits → 403;
 - a signed, well-formed WeChat message (any type, known or not, with random fields, values and
   nesting; plain, safe or compatible mode; base64-encoded by API Gateway or not) → 200 and a
-  reply WeChat can read (text is echoed);
+  reply WeChat can read (text is echoed); its plain-mode query sent again with another
+  message → 403, with the same one → the same answer;
 - a signed body with a DTD, entities, nesting deeper than WeChat's, a wrong root, a repeated
   or missing field, a bad number, or cut short → 400; one past the size limit → 413;
 - a signed ciphertext that is not this app's (random base64, not base64, another appid, cut
@@ -33,7 +34,7 @@ from typing import Any
 from xml.sax.saxutils import escape
 
 import pytest
-from hypothesis import assume, given
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from devtools.wechat_player import WeChatPlayer, apigw_event
@@ -400,6 +401,27 @@ def test_signed_wellformed_messages_get_200_and_a_readable_reply(
         assert reply["FromUserName"] == sent["ToUserName"]
     if sent["MsgType"] == "text":  # the shipped handler echoes text
         assert reply["Content"] == sent.get("Content", "")
+
+
+# Three invocations an example: on Redis only and a third of the examples, to keep the ci
+# profile's time (tests/integration/test_webhook.py runs the same cases on DynamoDB too).
+@pytest.mark.parametrize("webhook", ["redis"], indirect=True)
+@settings(FUZZ, max_examples=FUZZ.max_examples // 3)
+@given(fields=wechat_messages(), other=wechat_messages(), base64_body=st.booleans())
+def test_a_plain_mode_query_is_good_for_one_body_only(webhook, player, fields, other, base64_body):
+    # Plain mode signs no body: the query of a delivery, sent again with another body, is
+    # refused; with the same body (WeChat's retry, base64-encoded by API Gateway or not) it
+    # gets the first answer.
+    xml = assemble(fields, msg_id=next(_msg_ids))
+    query, body, event = signed_post(player, xml, "plain")
+    first = webhook(event)
+    assert first["statusCode"] == 200, first
+
+    forged = webhook(apigw_event("POST", PATH, query, assemble(other, msg_id=next(_msg_ids))))
+    retry = webhook(apigw_event("POST", PATH, query, body, base64_body=base64_body))
+
+    assert forged["statusCode"] == 403, forged
+    assert (retry["statusCode"], retry["body"]) == (200, first["body"])
 
 
 # --- 4. signed, hostile or malformed bodies -------------------------------------------------
