@@ -544,3 +544,22 @@ def test_a_safe_mode_retry_with_the_same_signature_gets_the_same_answer(webhook,
 
     assert {parse_xml(player.decrypt_reply(a["body"]))["Content"] for a in answers} == {"answer 1"}
     assert calls == [5006]
+
+
+def test_with_the_dedup_store_down_a_plain_message_is_still_answered(webhook, player, system, request):
+    # The signature binding fails open, like the message dedup: with the store down a
+    # message is better answered (and a replay let through) than WeChat's users told
+    # "该公众号暂时无法提供服务".
+    calls: list[int] = []
+    _counting_image_handler(webhook, calls)
+    if system.kind == "ssm":
+        system.aws.client("dynamodb").delete_table(TableName="wxtoken-dedup")
+    else:
+        request.getfixturevalue("redis_server").kill()  # redis_url restarts it for the next test
+    query, body = player.message(_image_xml("store down", msg_id=5007))
+
+    response = invoke(webhook, apigw_event("POST", PATH, query, body))
+
+    assert response["statusCode"] == 200
+    assert parse_xml(response["body"])["Content"] == "answer 1"
+    assert calls == [5007]
