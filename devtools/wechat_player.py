@@ -130,7 +130,8 @@ def apigw_event(
         "version": "2.0",
         "routeKey": context["routeKey"],
         "rawPath": path,
-        "rawQueryString": urlencode(query),
+        # surrogatepass: the fuzz tests send lone surrogates too (a JSON event can carry them).
+        "rawQueryString": urlencode(query, errors="surrogatepass"),
         "headers": {"content-type": "text/xml" if body else "text/plain", "host": context["domainName"]},
         "requestContext": context,
         "pathParameters": {"appid": path_parts[-1]},

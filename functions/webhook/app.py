@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Mapping
 from functools import cache
-from typing import Any
+from types import MappingProxyType
+from typing import Any, Final
 
 from aws_lambda_powertools.event_handler import APIGatewayHttpResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
@@ -35,6 +37,11 @@ from wxtoken.observability import WEBHOOK_REJECTED, logger, metrics, put_metric,
 from wxtoken.webhook_wiring import WebhookRuntime, build_webhook_runtime
 
 app = APIGatewayHttpResolver()
+_LOGGED_CHARS = 64
+# On every answer: a browser must take text/plain and XML for what they say they are and not
+# sniff HTML out of them (echostr is the caller's text, reflected as is; Fetch standard,
+# "X-Content-Type-Options"). Response copies the mapping, so one constant serves them all.
+_NOSNIFF: Final[Mapping[str, str]] = MappingProxyType({"X-Content-Type-Options": "nosniff"})
 
 
 @cache
@@ -46,7 +53,7 @@ def runtime() -> WebhookRuntime:
 @app.get("/wechat/<appid>")
 def verify_url(appid: str) -> Response[str]:
     echostr = runtime().webhook.verify_url(appid, app.current_event.query_string_parameters or {})
-    return Response(200, "text/plain", echostr)
+    return Response(200, "text/plain", echostr, headers=_NOSNIFF)
 
 
 @app.post("/wechat/<appid>")
@@ -55,7 +62,7 @@ def receive(appid: str) -> Response[str]:
     # Manager on a cold start), and only inside a route does that become a 503.
     runtime().register_context(app.lambda_context)
     answer = runtime().webhook.receive(appid, app.current_event.query_string_parameters or {}, _body())
-    return Response(200, answer.content_type, answer.body)
+    return Response(200, answer.content_type, answer.body, headers=_NOSNIFF)
 
 
 @app.get("/token/<appid>")
@@ -71,7 +78,7 @@ def token(appid: str) -> Response[dict[str, Any]]:
         200,
         "application/json",
         {"access_token": credential.value, "expires_at": credential.expires_at},
-        headers={"Cache-Control": "no-store"},
+        headers={**_NOSNIFF, "Cache-Control": "no-store"},
     )
 
 
@@ -86,18 +93,24 @@ def _body() -> bytes:
             return base64.b64decode(raw, validate=True)
         except (binascii.Error, ValueError):
             raise MalformedMessage("malformed message") from None
-    return raw.encode("utf-8")
+    # A lone surrogate (JSON's \ud800 escapes decode to one) has no UTF-8 form: kept as the
+    # bytes that the XML parser then refuses (400), after the signature check, not as a 500.
+    return raw.encode("utf-8", "surrogatepass")
 
 
 def _plain(status: int, text: str) -> Response[str]:
-    return Response(status, "text/plain", text)
+    return Response(status, "text/plain", text, headers=_NOSNIFF)
 
 
 def _refuse(reason: str, status: int, text: str) -> Response[str]:
     """A short 4xx, logged and counted (``WebhookRejected`` by reason)."""
     event = app.current_event
-    appid = (event.path_parameters or {}).get("appid")
-    logger.info("request refused", extra={"reason": reason, "appid": appid, "path": event.path})
+    appid = (event.path_parameters or {}).get("appid") or ""
+    # Both come from the URL, any length: a log line stays short (an appid is at most 34).
+    logger.info(
+        "request refused",
+        extra={"reason": reason, "appid": appid[:_LOGGED_CHARS], "path": event.path[:_LOGGED_CHARS]},
+    )
     put_metric(WEBHOOK_REJECTED, MetricUnit.Count, 1, Reason=reason)
     return _plain(status, text)
 

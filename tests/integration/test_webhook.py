@@ -15,6 +15,7 @@ from tests.fixtures.wechat import APPID_A, APPID_B
 from wxtoken.deadline import Deadline
 from wxtoken.refresh import RefreshRequest, Trigger
 from wxtoken.wechat.messages import parse_xml
+from wxtoken.wechat.signature import sha1_signature
 
 EVENTS = Path(__file__).parents[2] / "events"
 TOKEN = "wxtokenlocal"
@@ -307,3 +308,258 @@ def test_token_api_event_file_runs_through_the_handler(webhook, system):
     system.refresher().run(RefreshRequest(Trigger.SCHEDULED, system.clock()), Deadline.after(10))
     response = invoke(webhook, json.loads((EVENTS / "webhook_token_api.json").read_text()))
     assert json.loads(response["body"])["access_token"] == system.stored(APPID_A).value
+
+
+# --- input WeChat never sends: a 4xx, never a 5xx ---------------------------------------------
+def _event_with(method: str, query: dict[str, str], body: str | None = None, path: str = PATH) -> dict:
+    """An API Gateway event carrying ``query`` and ``body`` exactly as given (lone surrogates
+    included: a Lambda event is JSON, whose ``\\ud800`` escapes decode to them)."""
+    event = apigw_event(method, path, None, body)
+    event["queryStringParameters"] = query
+    return event
+
+
+ODD_TIMESTAMPS = {
+    "superscript-two": "²",  # str.isdigit() says yes, int() says ValueError
+    "circled-digit": "①",
+    "arabic-indic": "١٢٣",  # int() reads it as 123
+    "fullwidth": "１７００００００００",
+    "5000-nines": "9" * 5000,  # past int()'s 4300-digit limit: ValueError
+    "lone-surrogate": "\ud800",
+    "negative": "-1",
+    "space": " 1700000000",
+    "decimal": "1700000000.5",
+    "empty": "",
+}
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"])
+@pytest.mark.parametrize("timestamp", list(ODD_TIMESTAMPS.values()), ids=list(ODD_TIMESTAMPS))
+def test_unsigned_requests_with_a_timestamp_wechat_never_sends_get_403(webhook, method, timestamp):
+    query = {"signature": "0" * 40, "timestamp": timestamp, "nonce": "123", "echostr": "x"}
+
+    response = invoke(webhook, _event_with(method, query, text_xml("hi") if method == "POST" else None))
+
+    assert response["statusCode"] == 403, response
+    assert response["body"] == "forbidden"
+
+
+@pytest.mark.parametrize(
+    "digits", [str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩"), str.maketrans("0123456789", "０１２３４５６７８９")]
+)
+def test_a_request_signed_over_a_timestamp_in_other_digits_gets_403(webhook, digits):
+    # A fresh timestamp, signed with the Token, but written in digits WeChat never uses: int()
+    # reads them, so without the ASCII check this would be accepted.
+    timestamp = str(int(time.time())).translate(digits)
+    query = {"signature": sha1_signature(TOKEN, timestamp, "123"), "timestamp": timestamp, "nonce": "123"}
+
+    response = invoke(webhook, _event_with("POST", query, text_xml("hi", msg_id=31)))
+
+    assert response["statusCode"] == 403, response
+
+
+@pytest.mark.parametrize(
+    "spoil",
+    [
+        lambda q: {**q, "nonce": "\ud800"},
+        lambda q: {**q, "signature": "\udc80" * 40},
+        lambda q: {**q, "encrypt_type": "aes", "msg_signature": "\ud800"},
+        lambda q: {**q, "nonce": "x" * 6000},
+    ],
+    ids=["surrogate-nonce", "surrogate-signature", "surrogate-msg-signature", "long-nonce"],
+)
+def test_unsigned_requests_with_odd_query_values_get_403(webhook, player, spoil):
+    query, body = player.message(text_xml("hi"))
+
+    response = invoke(webhook, _event_with("POST", spoil({**query, "signature": "0" * 40}), body))
+
+    assert response["statusCode"] == 403, response
+
+
+def test_a_signed_body_with_a_lone_surrogate_gets_400(webhook, player):
+    # API Gateway sends a body that is not UTF-8 base64-encoded; one that arrives as JSON text
+    # with a lone surrogate cannot be WeChat's either.
+    query, _ = player.message(text_xml("hi"))
+
+    body = text_xml("@@", msg_id=32).replace("@@", "\udc80")
+
+    response = invoke(webhook, _event_with("POST", query, body))
+
+    assert response["statusCode"] == 400, response
+
+
+def test_an_unsigned_body_with_a_lone_surrogate_gets_403(webhook, player):
+    query, _ = player.message(text_xml("hi"))
+
+    body = text_xml("@@").replace("@@", "\udc80")
+
+    response = invoke(webhook, _event_with("POST", {**query, "signature": "0" * 40}, body))
+
+    assert response["statusCode"] == 403, response
+
+
+def test_a_signed_url_check_with_an_unencodable_echostr_gets_400(webhook, player):
+    query = player.verification("echo\ud800")
+
+    response = invoke(webhook, _event_with("GET", query))
+
+    assert response["statusCode"] == 400, response
+
+
+def test_an_appid_of_thousands_of_characters_gets_404_and_a_short_log_line(webhook, player, caplog):
+    appid = "wx" + "A" * 6000
+
+    response = invoke(webhook, apigw_event("POST", f"/wechat/{appid}", player.query(), text_xml("hi")))
+
+    assert response["statusCode"] == 404
+    # (the records themselves: the JSON lines powertools prints may go to an earlier test's capture)
+    [refused] = [r for r in caplog.records if r.getMessage() == "request refused"]
+    assert refused.appid.startswith("wxAAA")
+    assert len(refused.appid) <= 64
+    assert len(refused.path) <= 64
+
+
+# --- no content sniffing ------------------------------------------------------------------------
+def test_the_echostr_answer_tells_browsers_not_to_sniff_it(webhook, player):
+    # echostr is whatever the caller chose, reflected as is: a browser that sniffed
+    # "<html><script>…" out of text/plain would run it on the API's origin.
+    response = invoke(webhook, apigw_event("GET", PATH, player.verification("<html><script>x</script>")))
+
+    assert response["statusCode"] == 200
+    assert response["body"] == "<html><script>x</script>"
+    assert response["headers"]["X-Content-Type-Options"] == "nosniff"
+
+
+@pytest.mark.parametrize(
+    ("xml", "encrypted"),
+    [
+        (text_xml("<html>", msg_id=41), False),  # an XML reply echoing the user's text
+        (text_xml("<html>", msg_id=42), True),  # an encrypted reply
+        (event_xml("CLICK", event_key="MENU_1"), False),  # success
+    ],
+    ids=["plain-reply", "safe-reply", "success"],
+)
+def test_message_answers_tell_browsers_not_to_sniff_them(webhook, player, xml, encrypted):
+    query, body = player.message(xml, encrypted=encrypted)
+
+    response = invoke(webhook, apigw_event("POST", PATH, query, body))
+
+    assert response["statusCode"] == 200
+    assert response["headers"]["X-Content-Type-Options"] == "nosniff"
+
+
+@pytest.mark.parametrize(
+    ("event", "status"),
+    [
+        (apigw_event("GET", PATH, {"timestamp": "1", "nonce": "1", "signature": "0" * 40}), 403),
+        (apigw_event("GET", "/wechat/wx9999999999999999"), 404),
+        (apigw_event("GET", f"/token/{APPID_A}"), 403),
+    ],
+    ids=["forbidden", "unknown-app", "token-api-without-iam"],
+)
+def test_refusals_tell_browsers_not_to_sniff_them(webhook, event, status):
+    response = invoke(webhook, event)
+
+    assert response["statusCode"] == status
+    assert response["headers"]["X-Content-Type-Options"] == "nosniff"
+
+
+def test_a_bad_request_tells_browsers_not_to_sniff_it(webhook, player):
+    query, _ = player.message(text_xml("hi"))
+
+    response = invoke(webhook, apigw_event("POST", PATH, query, "<not xml"))
+
+    assert response["statusCode"] == 400
+    assert response["headers"]["X-Content-Type-Options"] == "nosniff"
+
+
+# --- plain mode: a signature is good for one body -------------------------------------------------
+def _counting_image_handler(container, calls: list[int]) -> None:
+    @container.router.message("image")
+    def count(message):
+        from wxtoken.wechat.replies import TextReply
+
+        calls.append(message.msg_id)
+        return TextReply(f"answer {len(calls)}")
+
+
+def _image_xml(content: str, msg_id: int) -> str:
+    return text_xml(content, msg_id=msg_id).replace("<MsgType><![CDATA[text]]>", "<MsgType><![CDATA[image]]>")
+
+
+def test_a_plain_mode_signature_replayed_with_another_body_gets_403_and_runs_no_handler(webhook, player):
+    # Given WeChat's signed plain-mode delivery, handled by one container
+    containers = [webhook, load_handler("webhook")]  # the replay reaches another: the store decides
+    calls: list[int] = []
+    for container in containers:
+        _counting_image_handler(container, calls)
+    query, body = player.message(_image_xml("genuine", msg_id=5001))
+    assert invoke(containers[0], apigw_event("POST", PATH, query, body))["statusCode"] == 200
+
+    # When someone who saw its URL sends the same timestamp, nonce and signature with a body
+    # of their own (plain mode signs no body), inside the timestamp window
+    forged = invoke(containers[1], apigw_event("POST", PATH, query, _image_xml("forged", msg_id=5002)))
+
+    # Then it is refused, and the handler never sees it
+    assert forged["statusCode"] == 403
+    assert forged["body"] == "forbidden"
+    assert calls == [5001]
+
+
+def test_a_plain_mode_retry_with_the_same_signature_and_body_gets_the_same_answer(webhook, player):
+    containers = [webhook, load_handler("webhook")]
+    calls: list[int] = []
+    for container in containers:
+        _counting_image_handler(container, calls)
+    query, body = player.message(_image_xml("once", msg_id=5003))
+
+    answers = [invoke(c, apigw_event("POST", PATH, query, body)) for c in (*containers, containers[0])]
+
+    assert [a["statusCode"] for a in answers] == [200, 200, 200]
+    assert {parse_xml(a["body"])["Content"] for a in answers} == {"answer 1"}
+    assert calls == [5003]
+
+
+def test_a_safe_mode_signature_replayed_in_plain_mode_with_a_forged_body_gets_403(webhook, player):
+    # A safe-mode URL carries the same (Token, timestamp, nonce) signature as a plain one;
+    # dropping encrypt_type and msg_signature must not turn it into a plain-mode pass.
+    calls: list[int] = []
+    _counting_image_handler(webhook, calls)
+    query, body = player.message(_image_xml("genuine", msg_id=5004), encrypted=True)
+    assert invoke(webhook, apigw_event("POST", PATH, query, body))["statusCode"] == 200
+    plain = {k: v for k, v in query.items() if k not in ("encrypt_type", "msg_signature")}
+
+    forged = invoke(webhook, apigw_event("POST", PATH, plain, _image_xml("forged", msg_id=5005)))
+
+    assert forged["statusCode"] == 403
+    assert calls == [5004]
+
+
+def test_a_safe_mode_retry_with_the_same_signature_gets_the_same_answer(webhook, player):
+    calls: list[int] = []
+    _counting_image_handler(webhook, calls)
+    query, body = player.message(_image_xml("twice", msg_id=5006), encrypted=True)
+
+    answers = [invoke(webhook, apigw_event("POST", PATH, query, body)) for _ in range(2)]
+
+    assert {parse_xml(player.decrypt_reply(a["body"]))["Content"] for a in answers} == {"answer 1"}
+    assert calls == [5006]
+
+
+def test_with_the_dedup_store_down_a_plain_message_is_still_answered(webhook, player, system, request):
+    # The signature binding fails open, like the message dedup: with the store down a
+    # message is better answered (and a replay let through) than WeChat's users told
+    # "该公众号暂时无法提供服务".
+    calls: list[int] = []
+    _counting_image_handler(webhook, calls)
+    if system.kind == "ssm":
+        system.aws.client("dynamodb").delete_table(TableName="wxtoken-dedup")
+    else:
+        request.getfixturevalue("redis_server").kill()  # redis_url restarts it for the next test
+    query, body = player.message(_image_xml("store down", msg_id=5007))
+
+    response = invoke(webhook, apigw_event("POST", PATH, query, body))
+
+    assert response["statusCode"] == 200
+    assert parse_xml(response["body"])["Content"] == "answer 1"
+    assert calls == [5007]

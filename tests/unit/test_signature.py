@@ -62,3 +62,11 @@ def test_the_comparison_is_constant_time():
     source = inspect.getsource(signature.verify_signature)
     assert "hmac.compare_digest(" in source
     assert "==" not in source
+
+
+@pytest.mark.parametrize("part", ["\ud800", "nonce\udc80"], ids=["lone-surrogate", "trailing-surrogate"])
+def test_a_part_without_a_utf8_form_is_a_mismatch_not_a_crash(part):
+    # A Lambda event is JSON; its \ud800 escapes decode to lone surrogates, which nothing
+    # WeChat signed can hold.
+    with pytest.raises(SignatureMismatch):
+        verify_signature("0" * 40, TOKEN, TIMESTAMP, part)

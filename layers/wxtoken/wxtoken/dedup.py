@@ -46,10 +46,12 @@ class PowertoolsDeduplicator:
         """Lets powertools expire an in-progress record with the invocation's deadline."""
         self.config.register_lambda_context(context)
 
-    def once(self, key: str, produce: Callable[[], str]) -> str:
+    def once(self, key: str, produce: Callable[[], str], *, delivery: bool = True) -> str:
         """``produce()``'s answer for the first delivery of ``key`` (``{appid}:…``), the stored
         answer for a retry. A retry is counted as ``DuplicateDelivery``: powertools answers it
-        from the store without calling the function, so ``produce`` never runs."""
+        from the store without calling the function, so ``produce`` never runs. With
+        ``delivery=False`` (a key that is not a delivery: a signature's binding) a hit is
+        neither logged nor counted."""
         appid = key.partition(":")[0]  # the rest names the user: not for the logs
         produced: list[str] = []
 
@@ -62,10 +64,12 @@ class PowertoolsDeduplicator:
         except IdempotencyAlreadyInProgressError:
             # The first delivery is still being handled in another container; its answer
             # will not reach WeChat in time anyway. Nothing runs twice.
-            logger.info(
-                "duplicate delivery while the first is in progress; answered success", extra={"appid": appid}
-            )
-            count(DUPLICATE_DELIVERY)
+            if delivery:
+                logger.info(
+                    "duplicate delivery while the first is in progress; answered success",
+                    extra={"appid": appid},
+                )
+                count(DUPLICATE_DELIVERY)
             return SUCCESS
         except IdempotencyPersistenceLayerError as exc:
             # The dedup store is down: better a rare double reply than a lost message.
@@ -75,7 +79,7 @@ class PowertoolsDeduplicator:
             )
             # If it failed only to store the answer, the handler has run: do not run it twice.
             return produced[-1] if produced else produce()
-        if not produced:
+        if not produced and delivery:
             logger.info("duplicate delivery; answered as the first time", extra={"appid": appid})
             count(DUPLICATE_DELIVERY)
         return str(result["answer"])

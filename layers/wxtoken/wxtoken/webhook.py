@@ -1,8 +1,9 @@
 """WeChat's server callbacks: URL verification and messages, plain, safe and compatible mode.
 
 The order of checks is the order of cost: size, app, timestamp, signature (always — also
-in plain mode, which one well-known SDK skips), then decrypt and parse. Every failure is a
-typed :class:`~wxtoken.errors.BadRequest` the handler maps to a short 4xx.
+in plain mode, which one well-known SDK skips), then decrypt and parse, then the signature's
+binding to its body (plain mode signs no body: a captured query is good for one body only).
+Every failure is a typed :class:`~wxtoken.errors.BadRequest` the handler maps to a short 4xx.
 
 The business handler (see :mod:`wxtoken.dispatch`) runs once per delivery: WeChat retries a
 callback up to 3 times, so answers are kept by a :class:`Deduplicator` and a retry gets the
@@ -12,6 +13,7 @@ users "该公众号暂时无法提供服务", so an overrunning handler is answe
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 import threading
 import time
@@ -33,6 +35,9 @@ from wxtoken.wechat.messages import Event, Message, parse_encrypted_envelope, pa
 from wxtoken.wechat.replies import SUCCESS, encrypted_reply, reply_to
 from wxtoken.wechat.signature import sha1_signature, verify_signature
 
+# WeChat's timestamp is unix seconds: 10 digits until the year 2286; a little room, no more.
+_MAX_TIMESTAMP_DIGITS = 12
+
 # Business handlers that overrun keep running here after the answer went out.
 _HANDLER_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="wxtoken-handler")
 
@@ -44,15 +49,20 @@ class WebhookResponse:
 
 
 class Deduplicator(Protocol):
-    def once(self, key: str, produce: Callable[[], str]) -> str:
-        """``produce()``'s answer for the first delivery of ``key``; the same answer after."""
+    def once(self, key: str, produce: Callable[[], str], *, delivery: bool = True) -> str:
+        """``produce()``'s answer for the first delivery of ``key``; the same answer after.
+
+        ``delivery=False`` for a key that is not one of WeChat's deliveries (a signature's
+        binding to its body): a hit on it is no retry, so it is not counted as one.
+        """
         ...
 
 
 class NoDeduplication:
-    """For local runs without a dedup store: every delivery runs the handler."""
+    """For local runs without a dedup store: every delivery runs the handler, and a replayed
+    plain-mode signature is not recognised."""
 
-    def once(self, key: str, produce: Callable[[], str]) -> str:
+    def once(self, key: str, produce: Callable[[], str], *, delivery: bool = True) -> str:
         return produce()
 
 
@@ -83,7 +93,7 @@ class Webhook:
         timestamp, nonce = self._fresh_timestamp(query)
         verify_signature(query.get("signature"), self._token(app), timestamp, nonce)
         echostr = query.get("echostr")
-        if not echostr:
+        if not echostr or not _encodable(echostr):
             raise MalformedMessage("malformed message")
         return echostr
 
@@ -94,7 +104,8 @@ class Webhook:
         app = self._app(appid)
         token = self._token(app)
         timestamp, nonce = self._fresh_timestamp(query)
-        verify_signature(query.get("signature"), token, timestamp, nonce)
+        signature = query.get("signature") or ""
+        verify_signature(signature, token, timestamp, nonce)
 
         crypto: MessageCrypto | None = None
         if query.get("encrypt_type", "raw").lower() == "aes":
@@ -103,8 +114,11 @@ class Webhook:
             _to_user, encrypt = parse_encrypted_envelope(body)
             verify_signature(query.get("msg_signature"), token, timestamp, nonce, encrypt)
             message = parse_message(crypto.decrypt(encrypt))
+            signed = b"aes:" + encrypt.encode()
         else:
             message = parse_message(body)
+            signed = b"plain:" + body
+        self._bind_signature(appid, signature, signed)
 
         # DEBUG: the WebhookMessage metric counts messages by type; an INFO line per message
         # cost more than the crypto (bench/webhook_roundtrip.py --breakdown).
@@ -144,6 +158,34 @@ class Webhook:
         return reply_to(message, reply, create_time=int(max(started, self._clock())))
 
     # --- helpers ---------------------------------------------------------------------
+    def _bind_signature(self, appid: str, signature: str, signed: bytes) -> None:
+        """Refuse a signature already seen with other content (:class:`SignatureMismatch`, 403).
+
+        In plain mode WeChat's ``signature`` covers Token, timestamp and nonce, not the body
+        (接入指南): whoever saw one request's URL could send its query with a body of their
+        own for as long as the timestamp is fresh. So the first content a signature arrives
+        with is kept in the dedup store, and a second one is refused; the same content again
+        is WeChat's retry (or a harmless identical replay) and goes on to its deduplicated
+        answer. The key is the signature alone: it stands for (timestamp, nonce), including
+        any other split of WeChat's unseparated concatenation into a timestamp and a nonce.
+
+        Safe mode too, though ``msg_signature`` covers the ciphertext there: its URL carries
+        the same ``signature``, which must not pass for plain mode with a forged body once
+        ``encrypt_type`` and ``msg_signature`` are dropped. Its content is ``Encrypt``, what
+        ``msg_signature`` covers (in compatible mode the plaintext beside it is ignored).
+
+        Kept for ``DEDUP_SECONDS`` (default an hour), past the timestamp window. Fails open
+        like the message dedup: with the store down, nothing is refused.
+        """
+        digest = "sha256:" + hashlib.sha256(signed).hexdigest()
+        first = self._dedup.once(f"{appid}:sig:{signature}", lambda: digest, delivery=False)
+        # Also refused: a request whose twin is binding the signature at this very moment
+        # (the store says "in progress", and answers success). WeChat sends no two at once,
+        # and retries a refused one.
+        if first != digest:
+            logger.warning("signature replayed with another body; refused", extra={"appid": appid})
+            raise SignatureMismatch("forbidden")
+
     def _app(self, appid: str) -> AppConfig:
         return self._apps.get(appid)  # UnknownAppError → 404
 
@@ -155,8 +197,12 @@ class Webhook:
         return app.token
 
     def _fresh_timestamp(self, query: Mapping[str, str]) -> tuple[str, str]:
+        """``(timestamp, nonce)`` when the timestamp is WeChat's and inside the window.
+
+        Raises :class:`SignatureMismatch` (403) for anything else, before ``int()`` sees it.
+        """
         timestamp, nonce = query.get("timestamp", ""), query.get("nonce", "")
-        if not timestamp.isdigit() or not nonce:
+        if not _is_unix_seconds(timestamp) or not nonce:
             raise SignatureMismatch("forbidden")
         if abs(self._clock() - int(timestamp)) > self._settings.webhook_timestamp_window_seconds:
             raise SignatureMismatch("forbidden")
@@ -186,6 +232,27 @@ class Webhook:
             timestamp=timestamp,
             nonce=nonce,
         )
+
+
+def _encodable(text: str) -> bool:
+    """Whether ``text`` has a UTF-8 form: not so with a lone surrogate, which a Lambda event can
+    carry (JSON's ``\\ud800`` escapes decode to one) and WeChat never sends."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _is_unix_seconds(timestamp: str) -> bool:
+    """Whether ``timestamp`` is written as WeChat writes it: unix seconds in ASCII digits.
+
+    ``str.isdigit()`` alone also says yes to ``²`` or ``①`` (``int()`` refuses them with a
+    ValueError) and to ``١٢٣`` or fullwidth digits (``int()`` reads them), and ``int()``
+    refuses more than 4,300 digits (CPython's ``sys.int_info.str_digits_check_threshold``): an
+    uncaught ValueError is a Lambda error, a 500 from API Gateway, on an unsigned request.
+    """
+    return 0 < len(timestamp) <= _MAX_TIMESTAMP_DIGITS and timestamp.isascii() and timestamp.isdigit()
 
 
 def _event_of(message: Message) -> str | None:

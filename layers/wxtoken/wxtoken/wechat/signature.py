@@ -22,11 +22,16 @@ def sha1_signature(*parts: str) -> str:
 def verify_signature(signature: str | None, *parts: str) -> None:
     """Return quietly when ``signature`` is WeChat's signature of ``parts``.
 
-    Raises :class:`SignatureMismatch` when it is missing, empty or wrong. The comparison
-    takes the same time wherever the first differing character is.
+    Raises :class:`SignatureMismatch` when it is missing, empty or wrong, or when a part has
+    no UTF-8 form (a lone surrogate: nothing WeChat signed). The comparison takes the same
+    time wherever the first differing character is.
     """
     if not signature or not signature.isascii():
         # compare_digest accepts only ASCII str; nothing else can be a hex digest anyway.
         raise SignatureMismatch("forbidden")
-    if not hmac.compare_digest(sha1_signature(*parts), signature):
+    try:
+        expected = sha1_signature(*parts)
+    except UnicodeEncodeError:
+        raise SignatureMismatch("forbidden") from None
+    if not hmac.compare_digest(expected, signature):
         raise SignatureMismatch("forbidden")
