@@ -102,15 +102,18 @@ def _plain(status: int, text: str) -> Response[str]:
     return Response(status, "text/plain", text, headers=_NOSNIFF)
 
 
-def _refuse(reason: str, status: int, text: str) -> Response[str]:
-    """A short 4xx, logged and counted (``WebhookRejected`` by reason)."""
+def _request_names() -> tuple[str, str]:
+    """The request's appid and path for a log line: both come from the URL, any length, so
+    they are cut short (an appid is at most 34 characters)."""
     event = app.current_event
     appid = (event.path_parameters or {}).get("appid") or ""
-    # Both come from the URL, any length: a log line stays short (an appid is at most 34).
-    logger.info(
-        "request refused",
-        extra={"reason": reason, "appid": appid[:_LOGGED_CHARS], "path": event.path[:_LOGGED_CHARS]},
-    )
+    return appid[:_LOGGED_CHARS], event.path[:_LOGGED_CHARS]
+
+
+def _refuse(reason: str, status: int, text: str) -> Response[str]:
+    """A short 4xx, logged and counted (``WebhookRejected`` by reason)."""
+    appid, path = _request_names()
+    logger.info("request refused", extra={"reason": reason, "appid": appid, "path": path})
     put_metric(WEBHOOK_REJECTED, MetricUnit.Count, 1, Reason=reason)
     return _plain(status, text)
 
@@ -137,10 +140,8 @@ def _bad_request(exc: BadRequest) -> Response[str]:
 
 @app.exception_handler(TokenUnavailableError)
 def _no_token(exc: TokenUnavailableError) -> Response[str]:
-    appid = (app.current_event.path_parameters or {}).get("appid")
-    logger.error(
-        "no valid token stored", extra={"appid": appid, "path": app.current_event.path, "error": str(exc)}
-    )
+    appid, path = _request_names()
+    logger.error("no valid token stored", extra={"appid": appid, "path": path, "error": str(exc)})
     return _plain(503, "token unavailable")
 
 
@@ -148,11 +149,10 @@ def _no_token(exc: TokenUnavailableError) -> Response[str]:
 def _unavailable(exc: WxTokenError) -> Response[str]:
     """A dependency failed in time (apps secret, Redis AUTH, token store): 503, and WeChat
     retries the callback. The type names what failed; messages carry no secret values."""
-    event = app.current_event
-    appid = (event.path_parameters or {}).get("appid")
+    appid, path = _request_names()
     logger.error(
         "dependency unavailable",
-        extra={"appid": appid, "path": event.path, "error": type(exc).__name__, "detail": str(exc)},
+        extra={"appid": appid, "path": path, "error": type(exc).__name__, "detail": str(exc)},
     )
     return _plain(503, "service unavailable")
 
