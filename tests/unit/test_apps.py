@@ -22,7 +22,7 @@ def test_full_entry_is_parsed_and_secrets_stay_out_of_repr():
                 }
             }
         )
-    )
+    ).apps
     app = apps["wx1111111111111111"]
     assert (app.app_secret, app.token, app.encoding_aes_key, app.jsapi_ticket) == (
         "topsecret",
@@ -39,16 +39,68 @@ def test_full_entry_is_parsed_and_secrets_stay_out_of_repr():
     [
         ("not json", "not valid JSON"),
         ("[]", "keyed by appid"),
-        ('{"nope": {"app_secret": "x"}}', "is not an appid"),
-        ('{"wx1111111111111111": {}}', "no app_secret"),
-        ('{"wx1111111111111111": {"app_secret": "s", "encoding_aes_key": "short"}}', "43 base64"),
-        ('{"wx1111111111111111": {"app_secret": "s", "jsapi_ticket": "yes"}}', "true or false"),
     ],
 )
-def test_bad_secret_is_refused_with_a_clear_message(secret, message):
-    with pytest.raises(ConfigError, match=message) as raised:
+def test_a_secret_that_is_unusable_as_a_whole_is_refused(secret, message):
+    with pytest.raises(ConfigError, match=message):
         parse_apps(secret)
-    assert '"s"' not in str(raised.value)
+
+
+GOOD = {"app_secret": "goodsecret"}
+
+
+@pytest.mark.parametrize(
+    ("key", "entry", "ref", "message"),
+    [
+        ("sk-live-PASTED-SECRET-9f8e7d", {"app_secret": "zzSECRETzz"}, "entry #2", "is not an appid"),
+        ("wx3333333333333333", {}, "wx3333333333333333", "no app_secret"),
+        (
+            "wx3333333333333333",
+            {"app_secret": "zzSECRETzz", "encoding_aes_key": AES_KEY[:42]},
+            "wx3333333333333333",
+            "43",
+        ),
+        (
+            "wx3333333333333333",
+            {"app_secret": "zzSECRETzz", "token": "tok-en-zz"},
+            "wx3333333333333333",
+            "letters or digits",
+        ),
+        (
+            "wx3333333333333333",
+            {"app_secret": "zzSECRETzz", "jsapi_ticket": "yes"},
+            "wx3333333333333333",
+            "true or false",
+        ),
+        ("wx3333333333333333", "just-a-string", "wx3333333333333333", "must be an object"),
+    ],
+)
+def test_one_bad_entry_is_reported_alone_and_never_echoed(key, entry, ref, message):
+    parsed = parse_apps(json.dumps({"wx1111111111111111": GOOD, key: entry, "wx2222222222222222": GOOD}))
+
+    assert sorted(parsed.apps) == ["wx1111111111111111", "wx2222222222222222"]
+    assert [problem.ref for problem in parsed.problems] == [ref]
+    problem = parsed.problems[0]
+    assert message in problem.message
+    for value in (key if not key.startswith("wx") else "", *(v for v in _values(entry))):
+        if value:
+            assert value not in problem.message
+
+
+def _values(entry):
+    return [str(v) for v in entry.values()] if isinstance(entry, dict) else [str(entry)]
+
+
+def test_a_misconfigured_app_is_a_typed_error_naming_the_field():
+    from wxtoken.errors import MisconfiguredAppError
+
+    secret = json.dumps(
+        {"wx1111111111111111": GOOD, "wx3333333333333333": {"app_secret": "s", "token": "a-b"}}
+    )
+    source = AppsSource("ignored", fetch=lambda: secret)
+    assert source.get("wx1111111111111111").app_secret == "goodsecret"
+    with pytest.raises(MisconfiguredAppError, match="token"):
+        source.get("wx3333333333333333")
 
 
 def test_unknown_appid_is_a_typed_error():

@@ -251,7 +251,7 @@ def alarms(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def test_every_alarm_notifies_the_alarm_topic_both_ways(template):
-    assert len(alarms(template)) == 8
+    assert len(alarms(template)) == 9
     for name, alarm in alarms(template).items():
         assert alarm["AlarmActions"] == [{"Ref": "AlarmTopic"}], name
         assert alarm["OKActions"] == [{"Ref": "AlarmTopic"}], name

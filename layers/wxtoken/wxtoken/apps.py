@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from wxtoken.budget import SECRET
-from wxtoken.errors import ConfigError, UnknownAppError
+from wxtoken.errors import ConfigError, MisconfiguredAppError, UnknownAppError
 
 _APPID = re.compile(r"^wx[0-9A-Za-z]{8,32}$")
 # WeChat's EncodingAESKey is 43 characters of base64 (a 32-byte key without its '=').
@@ -38,8 +38,33 @@ class AppConfig:
     jsapi_ticket: bool = False
 
 
-def parse_apps(secret_string: str) -> dict[str, AppConfig]:
-    """Validate the secret's JSON; a ConfigError names the appid and field, never a value."""
+@dataclass(frozen=True, slots=True)
+class AppProblem:
+    """An entry of the apps secret that cannot be used, and why.
+
+    ``ref`` is the appid, or ``entry #N`` when the key is not an appid: a key that is not an
+    appid may be a secret pasted in the wrong place, so it is never repeated.
+    """
+
+    ref: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedApps:
+    """The usable apps of the secret, and the entries that are not (each on its own)."""
+
+    apps: dict[str, AppConfig]
+    problems: tuple[AppProblem, ...] = ()
+
+
+def parse_apps(secret_string: str) -> ParsedApps:
+    """Validate the secret's JSON, each entry on its own: one bad entry never costs the others.
+
+    Raises :class:`ConfigError` only when the secret as a whole is unusable (not JSON, not an
+    object keyed by appid). Messages name the appid (or the entry's position) and the field,
+    never a value.
+    """
     try:
         raw = json.loads(secret_string)
     except ValueError:
@@ -47,14 +72,25 @@ def parse_apps(secret_string: str) -> dict[str, AppConfig]:
     if not isinstance(raw, dict):
         raise ConfigError('the apps secret must be a JSON object keyed by appid: {"wx…": {…}}')
     apps: dict[str, AppConfig] = {}
-    for appid, entry in raw.items():
-        apps[appid] = _parse_app(appid, entry)
-    return apps
+    problems: list[AppProblem] = []
+    for position, (appid, entry) in enumerate(raw.items(), start=1):
+        if not _APPID.match(appid):
+            problems.append(
+                AppProblem(
+                    f"entry #{position}",
+                    f"entry #{position} of the apps secret: its key is not an appid (wx followed by "
+                    "letters/digits); the key is not shown, in case it is a secret pasted in the wrong place",
+                )
+            )
+            continue
+        try:
+            apps[appid] = _parse_app(appid, entry)
+        except ConfigError as exc:
+            problems.append(AppProblem(appid, str(exc)))
+    return ParsedApps(apps, tuple(problems))
 
 
 def _parse_app(appid: str, entry: Any) -> AppConfig:
-    if not _APPID.match(appid):
-        raise ConfigError(f"apps secret key {appid!r} is not an appid (wx followed by letters/digits)")
     if not isinstance(entry, dict):
         raise ConfigError(f"apps secret entry {appid} must be an object with app_secret")
     secret = entry.get("app_secret")
@@ -80,24 +116,38 @@ class AppsSource:
         self._max_age = max_age
         self._fetch = fetch
         self._provider: Any = None
-        self._parsed: tuple[str, dict[str, AppConfig]] | None = None
+        self._parsed: tuple[str, ParsedApps] | None = None
         # Threads of one container share one provider and its cache: without the lock, a
         # burst of cold callers would each build a boto3 client and fetch the secret.
         self._lock = threading.Lock()
 
     def all(self) -> Mapping[str, AppConfig]:
+        """The usable apps (an entry that is not is left out: see :meth:`problems`)."""
+        return self._parse().apps
+
+    def problems(self) -> tuple[AppProblem, ...]:
+        """The entries of the secret that cannot be used, each with why."""
+        return self._parse().problems
+
+    def get(self, appid: str) -> AppConfig:
+        """The app; :class:`UnknownAppError` if the secret has no such entry,
+        :class:`MisconfiguredAppError` if its entry is not usable."""
+        parsed = self._parse()
+        app = parsed.apps.get(appid)
+        if app is not None:
+            return app
+        for problem in parsed.problems:
+            if problem.ref == appid:
+                raise MisconfiguredAppError(appid, problem.message)
+        raise UnknownAppError(appid)
+
+    def _parse(self) -> ParsedApps:
         raw = self._secret_string()
         # Parsed once per distinct secret value: the webhook asks on every request.
         parsed = self._parsed
         if parsed is None or parsed[0] != raw:
             parsed = self._parsed = (raw, parse_apps(raw))
         return parsed[1]
-
-    def get(self, appid: str) -> AppConfig:
-        app = self.all().get(appid)
-        if app is None:
-            raise UnknownAppError(appid)
-        return app
 
     def _secret_string(self) -> str:
         if self._fetch is not None:

@@ -22,6 +22,15 @@ class UnknownAppError(WxTokenError):
         self.appid = appid
 
 
+class MisconfiguredAppError(ConfigError):
+    """The app's entry in the apps secret is not usable (a 42-character EncodingAESKey, a
+    Token with ``-``): that app alone fails, the others go on."""
+
+    def __init__(self, appid: str, message: str) -> None:
+        super().__init__(message)
+        self.appid = appid
+
+
 class StoreError(WxTokenError):
     """The token store (SSM or Redis) could not be read or written; nothing was lost."""
 

@@ -58,6 +58,8 @@ MIN_SECONDS_TO_EXPIRY: Final = "MinSecondsToExpiry"  # dimensionless: the least 
 # Count: WeChat rejected a stored token at the guard's probe (someone else fetched one with the
 # same AppSecret); per appid, and a dimensionless total for the alarm
 STORED_TOKEN_REJECTED: Final = "StoredTokenRejected"
+# Count, dimensionless, every run: entries of the apps secret that are not usable (0 when all are)
+APPS_SECRET_INVALID: Final = "AppsSecretInvalidEntries"
 # WeChat's API (dimension Endpoint = token | stable_token | getticket | api)
 WECHAT_API_LATENCY: Final = "WeChatApiLatency"  # Milliseconds, per HTTP attempt
 WECHAT_API_ERROR: Final = "WeChatApiError"  # Count, + ErrCode (WeChat's errcode, or "transport")
@@ -79,6 +81,7 @@ METRIC_NAMES: Final = frozenset(
         SECONDS_TO_EXPIRY,
         MIN_SECONDS_TO_EXPIRY,
         STORED_TOKEN_REJECTED,
+        APPS_SECRET_INVALID,
         WECHAT_API_LATENCY,
         WECHAT_API_ERROR,
         WEBHOOK_MESSAGE,

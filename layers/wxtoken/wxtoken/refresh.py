@@ -46,6 +46,7 @@ from wxtoken.errors import (
     WxTokenError,
 )
 from wxtoken.observability import (
+    APPS_SECRET_INVALID,
     MIN_SECONDS_TO_EXPIRY,
     REFRESH_FAILED,
     SECONDS_TO_EXPIRY,
@@ -212,15 +213,25 @@ class Refresher:
         """
         report = RefreshReport()
         apps = self._apps.all()
+        problems = {problem.ref: problem for problem in self._apps.problems()}
         wanted: Iterable[str] = request.appids if request.appids is not None else sorted(apps)
         selected: list[AppConfig] = []
         for appid in wanted:
             app = apps.get(appid)
-            if app is None:
+            if app is not None:
+                selected.append(app)
+            elif appid not in problems:
                 report.failed.append({"appid": appid, "error": "UnknownAppError: not in the apps secret"})
                 put_metric(REFRESH_FAILED, MetricUnit.Count, 1, appid=appid, ErrorClass="UnknownAppError")
-            else:
-                selected.append(app)
+        # An unusable entry fails alone, with what to fix; the other apps are refreshed as usual.
+        bad = [p for ref, p in problems.items() if request.appids is None or ref in request.appids]
+        for problem in bad:
+            logger.error(
+                "apps secret entry is not usable", extra={"appid": problem.ref, "error": problem.message}
+            )
+            report.failed.append({"appid": problem.ref, "error": f"ConfigError: {problem.message}"})
+            put_metric(REFRESH_FAILED, MetricUnit.Count, 1, appid=problem.ref, ErrorClass="ConfigError")
+        count(APPS_SECRET_INVALID, len(problems))
         # Apps are independent, and a slow one (WeChat timing out, retries) must not eat the
         # time budget of the others.
         outcomes = _parallel(lambda a: self._refresh_guarded(a, request, deadline), selected)
