@@ -28,6 +28,7 @@ from devtools.wechat_standin import (
     ErrCode,
     Hang,
     HTTPStatus,
+    Lost,
     NonJSON,
     WeChatStandIn,
 )
@@ -124,6 +125,50 @@ def test_a_third_token_call_invalidates_the_one_before_the_previous_at_once(wech
     assert not wechat.is_valid(APPID_A, first)
     assert wechat.is_valid(APPID_A, second)
     assert wechat.is_valid(APPID_A, third)
+
+
+@pytest.mark.parametrize("answer", [HTTPStatus(502), NonJSON(), Drop()], ids=["5xx", "non-json", "drop"])
+def test_a_lost_answer_still_mints_and_retires_the_previous_token(wechat, clock, answer):
+    first = get_token(wechat)["access_token"]
+    wechat.fail_next("token", Lost(answer))
+
+    def fetch() -> Any:
+        response = requests.get(
+            f"{wechat.base_url}/cgi-bin/token",
+            params={"grant_type": "client_credential", "appid": APPID_A, "secret": SECRET_A},
+            timeout=TIMEOUT,
+        )
+        response.raise_for_status()
+        return response.json()
+
+    # the client never gets a token: an error status, a body that is not JSON, or no answer
+    with pytest.raises((requests.ConnectionError, requests.HTTPError, ValueError)):
+        fetch()
+
+    # WeChat processed it: a token the client never saw is now the current one
+    lost = wechat.current_token(APPID_A)
+    assert lost not in (None, first)
+    assert wechat.is_valid(APPID_A, first)  # the previous one: 5 more minutes
+    clock.advance(300)
+    assert not wechat.is_valid(APPID_A, first)
+    # the stand-in marks the call done just after the client saw the answer (or its loss)
+    deadline = time.monotonic() + TIMEOUT
+    while not wechat.calls("token")[-1].done and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert wechat.calls("token")[-1].done
+
+
+def test_an_outside_fetch_retires_the_stored_token_five_minutes_later(wechat, clock):
+    stored = get_token(wechat)["access_token"]
+
+    outsider = wechat.outside_fetch(APPID_A)
+
+    assert wechat.current_token(APPID_A) == outsider
+    assert wechat.token_calls(APPID_A) == 1  # not a call through the socket
+    clock.advance(299)
+    assert wechat.is_valid(APPID_A, stored)
+    clock.advance(1)
+    assert wechat.token_state(APPID_A, stored) == "invalid"
 
 
 def test_token_expires_after_7200_seconds_with_42001(wechat, clock):

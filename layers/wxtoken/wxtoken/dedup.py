@@ -26,7 +26,9 @@ from wxtoken.wechat.replies import SUCCESS
 class PowertoolsDeduplicator:
     """Runs ``produce`` once per key within ``expires_after_seconds``."""
 
-    def __init__(self, persistence_store: Any, *, expires_after_seconds: int) -> None:
+    def __init__(
+        self, persistence_store: Any, *, expires_after_seconds: int, key_prefix: str | None = None
+    ) -> None:
         self.config = IdempotencyConfig(
             event_key_jmespath="key",
             expires_after_seconds=expires_after_seconds,
@@ -35,7 +37,10 @@ class PowertoolsDeduplicator:
         )
 
         @idempotent_function(
-            data_keyword_argument="delivery", persistence_store=persistence_store, config=self.config
+            data_keyword_argument="delivery",
+            persistence_store=persistence_store,
+            config=self.config,
+            key_prefix=key_prefix,
         )
         def answer_once(*, delivery: dict[str, str], produce: Callable[[], str]) -> dict[str, str]:
             return {"answer": produce()}
@@ -85,11 +90,19 @@ class PowertoolsDeduplicator:
         return str(result["answer"])
 
 
+# Every dedup key in Redis starts with this (``wxtoken-dedup#<hash>``, and ``…:lock``), so
+# the webhook's Redis user can be allowed to write these keys and only read ``wxtoken:*``
+# (the ACL access string in template.yaml, WebhookRedisUser).
+REDIS_KEY_PREFIX = "wxtoken-dedup"
+
+
 def redis_deduplicator(client: Any, *, expires_after_seconds: int) -> PowertoolsDeduplicator:
     from aws_lambda_powertools.utilities.idempotency.persistence.cache import CachePersistenceLayer
 
     return PowertoolsDeduplicator(
-        CachePersistenceLayer(client=client), expires_after_seconds=expires_after_seconds
+        CachePersistenceLayer(client=client),
+        expires_after_seconds=expires_after_seconds,
+        key_prefix=REDIS_KEY_PREFIX,
     )
 
 
