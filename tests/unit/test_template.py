@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 import yaml
 
-from devtools.sam_template import CloudFormationLoader
+from devtools.local_system import LOCAL_PHYSICAL_IDS, STACK_NAME
+from devtools.sam_template import CloudFormationLoader, SamTemplate
 from wxtoken.config import Settings
 from wxtoken.refresh import Trigger
 from wxtoken.refresh_events import parse_refresh_event
@@ -299,3 +300,66 @@ def test_the_dashboard_url_is_an_output(template):
     url = json.dumps(template["Outputs"]["DashboardUrl"]["Value"])
     assert "#dashboards:name=${Dashboard}" in url
     assert "console.amazonaws.cn" in url  # AWS China has its own console
+
+
+# --- the webhook's own secret: least privilege for the internet-facing function -------------
+
+APPS_ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:wxtoken-apps-AbCdEf"
+HOOK_ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:wxtoken-hook-AbCdEf"
+
+
+def deployed(**parameters: str) -> SamTemplate:
+    """The template as CloudFormation would resolve it for these parameters."""
+    return SamTemplate.load(
+        TEMPLATE, parameter_overrides=parameters, physical_ids=LOCAL_PHYSICAL_IDS, stack_name=STACK_NAME
+    )
+
+
+def secrets_readable_by(stack: SamTemplate, role: str) -> set[str]:
+    roles = {r.logical_id: r.properties for r in stack.resources_of_type("AWS::IAM::Role")}
+    readable: set[str] = set()
+    for policy in roles[role]["Policies"]:
+        for statement in policy["PolicyDocument"]["Statement"]:
+            if "secretsmanager:GetSecretValue" in strings(statement["Action"]):
+                readable.update(strings(statement["Resource"]))
+    return readable
+
+
+def test_when_the_stack_creates_both_secrets_the_webhook_can_read_only_its_own():
+    stack = deployed()
+    created = {r.logical_id: r.physical_id for r in stack.resources_of_type("AWS::SecretsManager::Secret")}
+    apps, hook = created["AppsSecret"], created["WebhookSecret"]
+
+    assert secrets_readable_by(stack, "WebhookRole") == {hook}
+    assert apps in secrets_readable_by(stack, "RefreshTokenRole")
+    assert hook not in secrets_readable_by(stack, "RefreshTokenRole")
+    webhook = stack.functions()["WebhookFunction"].environment
+    assert webhook["WECHAT_WEBHOOK_SECRET_ID"] == hook
+    assert Settings.from_env(webhook).webhook_secret_id == hook
+
+
+@pytest.mark.parametrize(
+    ("parameters", "readable", "variable"),
+    [
+        # a user's own apps secret and no webhook secret: as before the split
+        ({"AppsSecretArn": APPS_ARN}, {APPS_ARN}, ""),
+        ({"AppsSecretArn": APPS_ARN, "WebhookSecretArn": HOOK_ARN}, {HOOK_ARN}, HOOK_ARN),
+        ({"WebhookSecretArn": HOOK_ARN}, {HOOK_ARN}, HOOK_ARN),
+    ],
+    ids=["own-apps-secret-only", "both-own", "own-webhook-secret-only"],
+)
+def test_the_webhook_reads_the_secret_the_parameters_give_it(parameters, readable, variable):
+    stack = deployed(**parameters)
+    assert secrets_readable_by(stack, "WebhookRole") == readable
+    assert stack.functions()["WebhookFunction"].environment["WECHAT_WEBHOOK_SECRET_ID"] == variable
+    created = [r.logical_id for r in stack.resources_of_type("AWS::SecretsManager::Secret")]
+    assert "WebhookSecret" not in created
+
+
+def test_the_webhook_secret_command_is_an_output_whenever_the_webhook_has_one(template):
+    command = template["Outputs"]["PutWebhookSecretCommand"]
+    assert command["Condition"] == "SplitWebhookSecret"
+    assert output_command(template, "PutWebhookSecretCommand").startswith(
+        "aws secretsmanager put-secret-value --region ${AWS::Region} --secret-id ${SecretArn} "
+    )
+    assert template["Outputs"]["WebhookSecretArn"]["Condition"] == "SplitWebhookSecret"
