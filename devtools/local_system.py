@@ -46,8 +46,9 @@ DEFAULT_STATE_FILE: Final = ROOT / ".wxtoken-local.json"
 STACK_NAME: Final = "wxtoken-local"
 REGION: Final = "us-east-1"
 # Resources the template leaves for CloudFormation to name get these local names: the apps
-# secret is the one events/env.json (sam local invoke) and the tests name.
-LOCAL_PHYSICAL_IDS: Final = {"AppsSecret": "wxtoken/apps"}
+# secret is the one events/env.json (sam local invoke) and the tests name; the webhook secret
+# is the one the template gives the webhook when the stack creates both.
+LOCAL_PHYSICAL_IDS: Final = {"AppsSecret": "wxtoken/apps", "WebhookSecret": "wxtoken/webhook"}
 SAMPLE_APP_SECRET: Final = "sandbox0appsecret0not0a0real0one"
 DEFAULT_REDIS_URL: Final = "redis://127.0.0.1:6379/0"
 DEFAULT_PORTS: Final = {"api": 3000, "lambda": 3001, "aws": 4566, "wechat": 8081}
@@ -83,6 +84,10 @@ class WeChatApp:
                 }
             }
         )
+
+    def webhook_secret(self) -> str:
+        """The webhook secret's JSON: the same app, without its AppSecret."""
+        return json.dumps({self.appid: {"token": self.token, "encoding_aes_key": self.encoding_aes_key}})
 
 
 SAMPLE_APP: Final = WeChatApp(SAMPLE_APPID, SAMPLE_APP_SECRET, SAMPLE_TOKEN, SAMPLE_AES_KEY)
@@ -405,19 +410,24 @@ class LocalSystem:
 
     def _seed_aws(self) -> None:
         """Create the template's secrets and tables in the local AWS; the apps go in the
-        secret the functions name in WECHAT_APPS_SECRET_ID."""
+        secret the functions name in WECHAT_APPS_SECRET_ID, their webhook keys (no AppSecret)
+        in the one the webhook names in WECHAT_WEBHOOK_SECRET_ID."""
         assert self.template is not None
         secrets = self.client("secretsmanager")
         for secret in self.template.resources_of_type("AWS::SecretsManager::Secret"):
             secrets.create_secret(
                 Name=secret.physical_id, SecretString=secret.properties.get("SecretString", "{}")
             )
-        named = {f.environment.get("WECHAT_APPS_SECRET_ID") for f in self.functions.values()} - {None, ""}
-        for secret_id in named:
-            try:
-                secrets.put_secret_value(SecretId=secret_id, SecretString=self.app.apps_secret())
-            except secrets.exceptions.ResourceNotFoundException:
-                secrets.create_secret(Name=secret_id, SecretString=self.app.apps_secret())
+        for variable, value in (
+            ("WECHAT_APPS_SECRET_ID", self.app.apps_secret()),
+            ("WECHAT_WEBHOOK_SECRET_ID", self.app.webhook_secret()),
+        ):
+            named = {f.environment.get(variable) for f in self.functions.values()} - {None, ""}
+            for secret_id in named:
+                try:
+                    secrets.put_secret_value(SecretId=secret_id, SecretString=value)
+                except secrets.exceptions.ResourceNotFoundException:
+                    secrets.create_secret(Name=secret_id, SecretString=value)
         dynamodb = self.client("dynamodb")
         for table in self.template.resources_of_type("AWS::DynamoDB::Table"):
             props = table.properties

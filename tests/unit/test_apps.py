@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from wxtoken.apps import AppsSource, parse_apps
+from wxtoken.apps import WEBHOOK_SECRET, AppsSource, parse_apps
 from wxtoken.errors import ConfigError, UnknownAppError
 
 AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
@@ -108,3 +108,70 @@ def test_unknown_appid_is_a_typed_error():
     assert source.get("wx1111111111111111").app_secret == "s"
     with pytest.raises(UnknownAppError):
         source.get("wx9999999999999999")
+
+
+# --- the webhook secret: Token and EncodingAESKey, no AppSecret -----------------------------
+
+
+def test_a_webhook_secret_entry_needs_no_app_secret():
+    parsed = parse_apps(
+        json.dumps(
+            {
+                "wx1111111111111111": {"token": "pamtest", "encoding_aes_key": AES_KEY},
+                "wx2222222222222222": {},  # token API only: listed, no callbacks
+            }
+        ),
+        WEBHOOK_SECRET,
+    )
+
+    assert parsed.problems == ()
+    app = parsed.apps["wx1111111111111111"]
+    assert (app.app_secret, app.token, app.encoding_aes_key) == (None, "pamtest", AES_KEY)
+    assert parsed.apps["wx2222222222222222"].token is None
+
+
+def test_an_app_secret_in_the_webhook_secret_is_not_kept():
+    # Someone pasted the whole apps secret: it works, and the AppSecret is dropped on read.
+    entry = {"app_secret": "zzSECRETzz", "token": "pamtest"}
+    app = parse_apps(json.dumps({"wx1111111111111111": entry}), WEBHOOK_SECRET).apps["wx1111111111111111"]
+    assert app.app_secret is None
+    assert app.token == "pamtest"
+
+
+def test_the_apps_secret_still_needs_an_app_secret_in_every_entry():
+    parsed = parse_apps(json.dumps({"wx1111111111111111": {"token": "pamtest"}}))
+    assert parsed.apps == {}
+    assert "no app_secret" in parsed.problems[0].message
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ({"token": "tok-en-zz"}, "webhook secret entry wx3333333333333333: token must be 3-32"),
+        ({"encoding_aes_key": AES_KEY[:42]}, "webhook secret entry wx3333333333333333: encoding_aes_key"),
+        ("just-a-string", "webhook secret entry wx3333333333333333 must be an object"),
+    ],
+)
+def test_a_bad_webhook_secret_entry_is_reported_alone_under_its_secrets_name(entry, message):
+    parsed = parse_apps(
+        json.dumps({"wx1111111111111111": {"token": "pamtest"}, "wx3333333333333333": entry}), WEBHOOK_SECRET
+    )
+    assert list(parsed.apps) == ["wx1111111111111111"]
+    assert parsed.problems[0].message.startswith(message)
+
+
+def test_a_webhook_secret_that_is_not_json_is_named_as_such():
+    with pytest.raises(ConfigError, match="the webhook secret is not valid JSON"):
+        parse_apps("{", WEBHOOK_SECRET)
+
+
+def test_an_empty_webhook_secret_is_a_config_error_that_says_how_to_fill_it():
+    # The stack creates it as "{}": unfilled, it answers 503 (WeChat retries, alarm fires), not 404.
+    source = AppsSource("wxtoken/webhook", fetch=lambda: "{}", shape=WEBHOOK_SECRET)
+    with pytest.raises(ConfigError, match="PutWebhookSecretCommand"):
+        source.get("wx1111111111111111")
+
+
+def test_an_empty_apps_secret_still_makes_an_unknown_app():
+    with pytest.raises(UnknownAppError):
+        AppsSource("wxtoken/apps", fetch=lambda: "{}").get("wx1111111111111111")

@@ -59,3 +59,21 @@ def test_redis_settings_and_stable_token_are_read():
     assert settings.redis_cluster is True
     assert settings.wechat_token_api is TokenAPI.STABLE_TOKEN
     assert settings.wechat_api_base == "http://127.0.0.1:8081"
+
+
+def test_the_webhook_secret_is_optional_and_read_when_set():
+    assert Settings.from_env({"WECHAT_APPS_SECRET_ID": "wxtoken/apps"}).webhook_secret_id is None
+    blank = Settings.from_env({"WECHAT_APPS_SECRET_ID": "s", "WECHAT_WEBHOOK_SECRET_ID": " "})
+    assert blank.webhook_secret_id is None
+    settings = Settings.from_env({"WECHAT_APPS_SECRET_ID": "s", "WECHAT_WEBHOOK_SECRET_ID": "wxtoken/w"})
+    assert (settings.apps_secret_id, settings.webhook_secret_id) == ("s", "wxtoken/w")
+
+
+def test_the_webhook_reads_its_own_secret_when_one_is_named_and_the_apps_secret_otherwise():
+    from wxtoken.apps import APPS_SECRET, WEBHOOK_SECRET
+    from wxtoken.webhook_wiring import webhook_apps
+
+    split = webhook_apps(Settings.from_env({"WECHAT_APPS_SECRET_ID": "a", "WECHAT_WEBHOOK_SECRET_ID": "w"}))
+    assert (split.secret_id, split.shape) == ("w", WEBHOOK_SECRET)
+    single = webhook_apps(Settings.from_env({"WECHAT_APPS_SECRET_ID": "a"}))
+    assert (single.secret_id, single.shape) == ("a", APPS_SECRET)

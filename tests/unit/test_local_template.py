@@ -44,6 +44,9 @@ def test_each_function_gets_the_globals_and_its_own_variables_resolved_locally()
     assert webhook.environment["REFRESH_FUNCTION_NAME"] == refresh.function_name
     assert webhook.environment["DEDUP_TABLE"] == f"{STACK_NAME}-DedupTable"
     assert "REFRESH_FUNCTION_NAME" not in refresh.environment
+    # the webhook reads its own secret (no AppSecret), which `make local` seeds
+    assert webhook.environment["WECHAT_WEBHOOK_SECRET_ID"] == "wxtoken/webhook"
+    assert "WECHAT_WEBHOOK_SECRET_ID" not in refresh.environment
     assert (refresh.timeout, webhook.timeout) == (60, 6)
 
 

@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 import yaml
 
-from devtools.sam_template import CloudFormationLoader
+from devtools.local_system import LOCAL_PHYSICAL_IDS, STACK_NAME
+from devtools.sam_template import NO_VALUE, CloudFormationLoader, SamTemplate
 from wxtoken.config import Settings
 from wxtoken.refresh import Trigger
 from wxtoken.refresh_events import parse_refresh_event
@@ -299,3 +300,156 @@ def test_the_dashboard_url_is_an_output(template):
     url = json.dumps(template["Outputs"]["DashboardUrl"]["Value"])
     assert "#dashboards:name=${Dashboard}" in url
     assert "console.amazonaws.cn" in url  # AWS China has its own console
+
+
+# --- the webhook's own secret: least privilege for the internet-facing function -------------
+
+APPS_ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:wxtoken-apps-AbCdEf"
+HOOK_ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:wxtoken-hook-AbCdEf"
+
+
+def deployed(**parameters: str) -> SamTemplate:
+    """The template as CloudFormation would resolve it for these parameters."""
+    return SamTemplate.load(
+        TEMPLATE, parameter_overrides=parameters, physical_ids=LOCAL_PHYSICAL_IDS, stack_name=STACK_NAME
+    )
+
+
+def secrets_readable_by(stack: SamTemplate, role: str) -> set[str]:
+    roles = {r.logical_id: r.properties for r in stack.resources_of_type("AWS::IAM::Role")}
+    readable: set[str] = set()
+    for policy in roles[role]["Policies"]:
+        for statement in policy["PolicyDocument"]["Statement"]:
+            if "secretsmanager:GetSecretValue" in strings(statement["Action"]):
+                readable.update(strings(statement["Resource"]))
+    return readable
+
+
+def test_when_the_stack_creates_both_secrets_the_webhook_can_read_only_its_own():
+    stack = deployed()
+    created = {r.logical_id: r.physical_id for r in stack.resources_of_type("AWS::SecretsManager::Secret")}
+    apps, hook = created["AppsSecret"], created["WebhookSecret"]
+
+    assert secrets_readable_by(stack, "WebhookRole") == {hook}
+    assert apps in secrets_readable_by(stack, "RefreshTokenRole")
+    assert hook not in secrets_readable_by(stack, "RefreshTokenRole")
+    webhook = stack.functions()["WebhookFunction"].environment
+    assert webhook["WECHAT_WEBHOOK_SECRET_ID"] == hook
+    assert Settings.from_env(webhook).webhook_secret_id == hook
+
+
+@pytest.mark.parametrize(
+    ("parameters", "readable", "variable"),
+    [
+        # a user's own apps secret and no webhook secret: as before the split
+        ({"AppsSecretArn": APPS_ARN}, {APPS_ARN}, ""),
+        ({"AppsSecretArn": APPS_ARN, "WebhookSecretArn": HOOK_ARN}, {HOOK_ARN}, HOOK_ARN),
+        ({"WebhookSecretArn": HOOK_ARN}, {HOOK_ARN}, HOOK_ARN),
+    ],
+    ids=["own-apps-secret-only", "both-own", "own-webhook-secret-only"],
+)
+def test_the_webhook_reads_the_secret_the_parameters_give_it(parameters, readable, variable):
+    stack = deployed(**parameters)
+    assert secrets_readable_by(stack, "WebhookRole") == readable
+    assert stack.functions()["WebhookFunction"].environment["WECHAT_WEBHOOK_SECRET_ID"] == variable
+    created = [r.logical_id for r in stack.resources_of_type("AWS::SecretsManager::Secret")]
+    assert "WebhookSecret" not in created
+
+
+def test_the_webhook_secret_command_is_an_output_whenever_the_webhook_has_one(template):
+    command = template["Outputs"]["PutWebhookSecretCommand"]
+    assert command["Condition"] == "SplitWebhookSecret"
+    assert output_command(template, "PutWebhookSecretCommand").startswith(
+        "aws secretsmanager put-secret-value --region ${AWS::Region} --secret-id ${SecretArn} "
+    )
+    assert template["Outputs"]["WebhookSecretArn"]["Condition"] == "SplitWebhookSecret"
+
+
+# --- parameters that may carry credentials ----------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["RedisUrl", "HttpsProxy"])
+def test_parameters_that_may_carry_credentials_are_not_echoed(template, name):
+    assert template["Parameters"][name]["NoEcho"] is True
+    # NoEcho hides a value from describe-stacks, but not from an output that repeats it.
+    assert {"Ref": name} not in list(_nodes(template["Outputs"]))
+
+
+def test_the_redis_url_parameter_steers_the_password_to_the_auth_secret(template):
+    description = " ".join(template["Parameters"]["RedisUrl"]["Description"].split())
+    assert "RedisAuthSecretArn" in description
+    assert "without a password" in description
+
+
+def _nodes(node: Any) -> Iterator[Any]:
+    yield node
+    children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
+    for child in children:
+        yield from _nodes(child)
+
+
+# --- the HTTP API's access log: who fetched which app's token, never a secret -----------------
+
+
+def access_log(template: dict[str, Any]) -> dict[str, Any]:
+    return template["Resources"]["WebhookApi"]["Properties"]["AccessLogSettings"]
+
+
+def test_the_access_log_names_the_caller_route_and_outcome_of_every_request(template):
+    # Valid JSON once API Gateway fills in the variables (messageString comes quoted).
+    fields = json.loads(re.sub(r'"?\$context\.[A-Za-z.]+"?', '"x"', access_log(template)["Format"]))
+    variables = set(re.findall(r"\$context\.([A-Za-z.]+)", access_log(template)["Format"]))
+    assert {"requestId", "ip", "userArn", "routeKey", "path", "status", "integrationLatency"} <= set(fields)
+    assert {
+        "requestId",
+        "identity.sourceIp",
+        "identity.caller",
+        "identity.userArn",
+        "routeKey",
+        "path",
+        "status",
+        "responseLength",
+        "integrationLatency",
+    } <= variables
+
+
+def test_the_access_log_never_records_the_query_string_or_a_body(template):
+    # WeChat's signature, nonce and echostr ride in the query string; tokens in /token bodies.
+    format_ = access_log(template)["Format"]
+    # only $context variables: no mapping-template input ($input), no request parameters
+    assert set(re.findall(r"\$([A-Za-z]+)", format_)) == {"context"}
+    for variable in re.findall(r"\$context\.([A-Za-z.]+)", format_):
+        lowered = variable.lower()
+        assert not any(word in lowered for word in ("querystring", "body", "header", "authorizer")), variable
+
+
+def test_the_access_log_group_keeps_logs_as_long_as_the_functions_do(template):
+    assert access_log(template)["DestinationArn"] == {"Fn::GetAtt": ["WebhookAccessLogGroup", "Arn"]}
+    group = template["Resources"]["WebhookAccessLogGroup"]["Properties"]
+    functions_log = template["Resources"]["WebhookLogGroup"]["Properties"]
+    assert group["RetentionInDays"] == functions_log["RetentionInDays"]
+
+
+# --- the webhook's concurrency cap --------------------------------------------------------------
+
+
+def test_the_webhook_is_capped_so_a_flood_leaves_concurrency_for_the_refresh_function(template):
+    parameter = template["Parameters"]["WebhookReservedConcurrency"]
+    # AWS keeps 100 of an account's concurrency unreserved; the default quota is 1000.
+    assert 0 < parameter["Default"] <= 1000 - 100
+    assert parameter["MinValue"] == 0  # 0 = no cap, for accounts with a small quota
+    webhook = template["Resources"]["WebhookFunction"]["Properties"]
+    assert webhook["ReservedConcurrentExecutions"] == {
+        "Fn::If": ["CapWebhookConcurrency", {"Ref": "WebhookReservedConcurrency"}, {"Ref": "AWS::NoValue"}]
+    }
+    assert template["Conditions"]["CapWebhookConcurrency"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "WebhookReservedConcurrency"}, "0"]}]
+    }
+
+
+@pytest.mark.parametrize(("value", "reserved"), [("50", 50), ("0", None)])
+def test_the_webhook_cap_resolves_to_the_parameter_or_to_none(value, reserved):
+    stack = deployed(WebhookReservedConcurrency=value)
+    raw = stack.document["Resources"]["WebhookFunction"]["Properties"]["ReservedConcurrentExecutions"]
+    resolved = stack.resolve(raw)
+    assert (None if resolved is NO_VALUE else int(resolved)) == reserved

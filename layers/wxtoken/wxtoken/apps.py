@@ -5,6 +5,12 @@ One Secrets Manager secret holds JSON keyed by appid::
     {"wx0123456789abcdef": {"app_secret": "…", "token": "…", "encoding_aes_key": "…",
                             "jsapi_ticket": true}}
 
+The webhook may read a second one instead, the *webhook secret* (``WECHAT_WEBHOOK_SECRET_ID``),
+with the same keys but no ``app_secret``: ``{"wx…": {"token": "…", "encoding_aes_key": "…"}}``.
+The webhook faces the internet and runs the user's own code; an AppSecret lets its holder
+mint tokens (and so invalidate everyone else's), so the function that never mints should
+never hold one (IAM, "Apply least-privilege permissions").
+
 It is read through powertools' SecretsProvider with a cache (``max_age``), so a warm
 container calls Secrets Manager at most once per cache window while a rotated secret still
 takes effect within minutes. The read runs on the webhook's 5 s budget
@@ -30,9 +36,23 @@ _AES_KEY = re.compile(r"^[A-Za-z0-9+/]{43}$")
 
 
 @dataclass(frozen=True, slots=True)
+class SecretShape:
+    """Which secret is parsed: its name in messages, and whether each entry needs an AppSecret."""
+
+    name: str
+    needs_app_secret: bool
+
+
+APPS_SECRET = SecretShape("apps secret", needs_app_secret=True)
+# An app_secret found in the webhook secret is dropped at parse time: the webhook never uses it.
+WEBHOOK_SECRET = SecretShape("webhook secret", needs_app_secret=False)
+
+
+@dataclass(frozen=True, slots=True)
 class AppConfig:
     appid: str
-    app_secret: str = field(repr=False)
+    # None only for entries of the webhook secret, which holds no AppSecret.
+    app_secret: str | None = field(repr=False)
     token: str | None = field(default=None, repr=False)
     encoding_aes_key: str | None = field(default=None, repr=False)
     jsapi_ticket: bool = False
@@ -58,19 +78,21 @@ class ParsedApps:
     problems: tuple[AppProblem, ...] = ()
 
 
-def parse_apps(secret_string: str) -> ParsedApps:
+def parse_apps(secret_string: str, shape: SecretShape = APPS_SECRET) -> ParsedApps:
     """Validate the secret's JSON, each entry on its own: one bad entry never costs the others.
 
     Raises :class:`ConfigError` only when the secret as a whole is unusable (not JSON, not an
     object keyed by appid). Messages name the appid (or the entry's position) and the field,
-    never a value.
+    never a value. With ``shape=WEBHOOK_SECRET`` an entry needs no ``app_secret``, and one
+    that has it is read without it.
     """
+    name = shape.name
     try:
         raw = json.loads(secret_string)
     except ValueError:
-        raise ConfigError("the apps secret is not valid JSON") from None
+        raise ConfigError(f"the {name} is not valid JSON") from None
     if not isinstance(raw, dict):
-        raise ConfigError('the apps secret must be a JSON object keyed by appid: {"wx…": {…}}')
+        raise ConfigError(f'the {name} must be a JSON object keyed by appid: {{"wx…": {{…}}}}')
     apps: dict[str, AppConfig] = {}
     problems: list[AppProblem] = []
     for position, (appid, entry) in enumerate(raw.items(), start=1):
@@ -78,41 +100,58 @@ def parse_apps(secret_string: str) -> ParsedApps:
             problems.append(
                 AppProblem(
                     f"entry #{position}",
-                    f"entry #{position} of the apps secret: its key is not an appid (wx followed by "
+                    f"entry #{position} of the {name}: its key is not an appid (wx followed by "
                     "letters/digits); the key is not shown, in case it is a secret pasted in the wrong place",
                 )
             )
             continue
         try:
-            apps[appid] = _parse_app(appid, entry)
+            apps[appid] = _parse_app(appid, entry, shape)
         except ConfigError as exc:
             problems.append(AppProblem(appid, str(exc)))
     return ParsedApps(apps, tuple(problems))
 
 
-def _parse_app(appid: str, entry: Any) -> AppConfig:
+def _parse_app(appid: str, entry: Any, shape: SecretShape) -> AppConfig:
+    name = shape.name
     if not isinstance(entry, dict):
-        raise ConfigError(f"apps secret entry {appid} must be an object with app_secret")
-    secret = entry.get("app_secret")
-    if not isinstance(secret, str) or not secret.strip():
-        raise ConfigError(f"apps secret entry {appid} has no app_secret")
+        wanted = "an object with app_secret" if shape.needs_app_secret else 'an object ({} or {"token": …})'
+        raise ConfigError(f"{name} entry {appid} must be {wanted}")
+    secret: str | None = None
+    if shape.needs_app_secret:
+        raw_secret = entry.get("app_secret")
+        if not isinstance(raw_secret, str) or not raw_secret.strip():
+            raise ConfigError(f"{name} entry {appid} has no app_secret")
+        secret = raw_secret.strip()
     token = entry.get("token")
     if token is not None and (not isinstance(token, str) or not re.fullmatch(r"[A-Za-z0-9]{3,32}", token)):
-        raise ConfigError(f"apps secret entry {appid}: token must be 3-32 letters or digits")
+        raise ConfigError(f"{name} entry {appid}: token must be 3-32 letters or digits")
     aes_key = entry.get("encoding_aes_key")
     if aes_key is not None and (not isinstance(aes_key, str) or not _AES_KEY.match(aes_key)):
-        raise ConfigError(f"apps secret entry {appid}: encoding_aes_key must be 43 base64 characters")
+        raise ConfigError(f"{name} entry {appid}: encoding_aes_key must be 43 base64 characters")
     ticket = entry.get("jsapi_ticket", False)
     if not isinstance(ticket, bool):
-        raise ConfigError(f"apps secret entry {appid}: jsapi_ticket must be true or false")
-    return AppConfig(appid, secret.strip(), token, aes_key, ticket)
+        raise ConfigError(f"{name} entry {appid}: jsapi_ticket must be true or false")
+    return AppConfig(appid, secret, token, aes_key, ticket)
 
 
 class AppsSource:
-    """The apps of the secret, re-read at most every ``max_age`` seconds."""
+    """The apps of the secret, re-read at most every ``max_age`` seconds.
 
-    def __init__(self, secret_id: str, *, max_age: int = 300, fetch: Callable[[], str] | None = None) -> None:
+    ``shape`` says which secret it is: the apps secret (the default; every entry has an
+    AppSecret) or the webhook secret (:data:`WEBHOOK_SECRET`; none has).
+    """
+
+    def __init__(
+        self,
+        secret_id: str,
+        *,
+        max_age: int = 300,
+        fetch: Callable[[], str] | None = None,
+        shape: SecretShape = APPS_SECRET,
+    ) -> None:
         self.secret_id = secret_id
+        self.shape = shape
         self._max_age = max_age
         self._fetch = fetch
         self._provider: Any = None
@@ -131,7 +170,8 @@ class AppsSource:
 
     def get(self, appid: str) -> AppConfig:
         """The app; :class:`UnknownAppError` if the secret has no such entry,
-        :class:`MisconfiguredAppError` if its entry is not usable."""
+        :class:`MisconfiguredAppError` if its entry is not usable, :class:`ConfigError` if it
+        is a webhook secret with no entry at all."""
         parsed = self._parse()
         app = parsed.apps.get(appid)
         if app is not None:
@@ -139,6 +179,14 @@ class AppsSource:
         for problem in parsed.problems:
             if problem.ref == appid:
                 raise MisconfiguredAppError(appid, problem.message)
+        if not parsed.apps and not parsed.problems and not self.shape.needs_app_secret:
+            # The stack creates the webhook secret as "{}": a webhook pointed at it before it
+            # was filled (say, right after an upgrade split the secrets) answers 503 rather than
+            # 404, so that WeChat retries, the 5xx alarm fires, and this says what to do.
+            raise ConfigError(
+                f"the webhook secret {self.secret_id!r} holds no apps: put each app's token and "
+                "encoding_aes_key in it (stack output PutWebhookSecretCommand; README, Configuration)"
+            )
         raise UnknownAppError(appid)
 
     def _parse(self) -> ParsedApps:
@@ -146,7 +194,7 @@ class AppsSource:
         # Parsed once per distinct secret value: the webhook asks on every request.
         parsed = self._parsed
         if parsed is None or parsed[0] != raw:
-            parsed = self._parsed = (raw, parse_apps(raw))
+            parsed = self._parsed = (raw, parse_apps(raw, self.shape))
         return parsed[1]
 
     def _secret_string(self) -> str:
@@ -166,8 +214,8 @@ class AppsSource:
             value = self._provider.get(self.secret_id, max_age=self._max_age)
         except Exception as exc:  # powertools wraps boto3 errors in GetParameterError
             raise ConfigError(
-                f"could not read the apps secret {self.secret_id!r} ({type(exc).__name__}): check that it "
-                "exists and the function may call secretsmanager:GetSecretValue on it"
+                f"could not read the {self.shape.name} {self.secret_id!r} ({type(exc).__name__}): check "
+                "that it exists and the function may call secretsmanager:GetSecretValue on it"
             ) from None
         if isinstance(value, bytes):
             value = value.decode()

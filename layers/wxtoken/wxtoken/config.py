@@ -32,6 +32,9 @@ class TokenAPI(StrEnum):
 @dataclass(frozen=True, slots=True)
 class Settings:
     apps_secret_id: str
+    # The webhook's own secret (Token and EncodingAESKey, no AppSecret). Unset: the webhook
+    # reads the apps secret, as before the split.
+    webhook_secret_id: str | None = None
     token_store: StoreKind = StoreKind.SSM
     parameter_prefix: str = "/wxtoken"
     kms_key_id: str | None = None
@@ -97,6 +100,7 @@ class Settings:
             raise ConfigError("WECHAT_API_BASE must be an http(s) URL")
         return cls(
             apps_secret_id=secret_id,
+            webhook_secret_id=env.get("WECHAT_WEBHOOK_SECRET_ID", "").strip() or None,
             token_store=store,
             parameter_prefix=prefix,
             kms_key_id=env.get("KMS_KEY_ID", "").strip() or None,

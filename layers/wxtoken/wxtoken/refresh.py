@@ -38,6 +38,7 @@ from wxtoken.errors import (
     DamagedRecordError,
     ForceRefreshRefusedError,
     LeaseBusyError,
+    MisconfiguredAppError,
     RefreshInProgressError,
     RetryableWeChatError,
     TokenRejectedError,
@@ -484,9 +485,13 @@ class Refresher:
         normal mode: the lost call already replaced the stored token (force mode has no
         grace), and normal mode hands back the current token without minting another
         (getStableAccessToken), so it is safe to replay where a forced call is not."""
+        secret = app.app_secret
+        if secret is None:
+            # Only the webhook secret's entries lack one, and no refresher reads that secret.
+            raise MisconfiguredAppError(app.appid, f"apps secret entry {app.appid} has no app_secret")
         try:
             return self._wechat.access_token(
-                app.appid, app.app_secret, deadline=deadline, stable=self._stable, force=force
+                app.appid, secret, deadline=deadline, stable=self._stable, force=force
             )
         except WeChatTransportError as exc:
             if not (force and exc.maybe_processed):
@@ -495,7 +500,7 @@ class Refresher:
                 "a forced stable_token answer was lost; asking again in normal mode for the current token",
                 extra={"appid": app.appid},
             )
-            return self._wechat.access_token(app.appid, app.app_secret, deadline=deadline, stable=True)
+            return self._wechat.access_token(app.appid, secret, deadline=deadline, stable=True)
 
     def _lost_race(self, app: AppConfig, grant: Grant) -> _Outcome:
         """Another refresh stored a token while this one was minting (a lease taken over

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from wxtoken.apps import AppsSource
+from wxtoken.apps import WEBHOOK_SECRET, AppsSource
 from wxtoken.config import Settings, StoreKind
 from wxtoken.dispatch import MessageRouter
 from wxtoken.observability import logger
@@ -68,6 +68,19 @@ def build_deduplicator(settings: Settings) -> Deduplicator:
     return NoDeduplication()
 
 
+def webhook_apps(settings: Settings) -> AppsSource:
+    """The webhook's apps: from the webhook secret when ``WECHAT_WEBHOOK_SECRET_ID`` names one
+    (then the apps secret, with every AppSecret, is never read here), else the apps secret.
+
+    The token API answers only for apps listed in the secret read here, so the webhook secret
+    lists every app the token API serves (``{}`` is enough for an app with no callbacks).
+    """
+    max_age = settings.secret_cache_seconds
+    if settings.webhook_secret_id:
+        return AppsSource(settings.webhook_secret_id, max_age=max_age, shape=WEBHOOK_SECRET)
+    return AppsSource(settings.apps_secret_id, max_age=max_age)
+
+
 def build_webhook_runtime(
     router: MessageRouter,
     *,
@@ -75,7 +88,7 @@ def build_webhook_runtime(
     clock: Callable[[], float] = time.time,
 ) -> WebhookRuntime:
     settings = settings or Settings.from_env()
-    apps = AppsSource(settings.apps_secret_id, max_age=settings.secret_cache_seconds)
+    apps = webhook_apps(settings)
     dedup = build_deduplicator(settings)
     webhook = Webhook(settings=settings, apps=apps, router=router, dedup=dedup, clock=clock)
 
