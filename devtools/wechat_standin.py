@@ -19,8 +19,9 @@ Faults: ``Delay`` (slow WeChat: the answer may be lost to a client timeout, but 
 minted all the same, so a timed-out ``/cgi-bin/token`` call can still rotate the token),
 ``Hang`` (the request never reaches WeChat), ``HTTPStatus``, ``ErrCode``, ``NonJSON``,
 ``Drop`` and ``Callback`` (all answered *before* WeChat processes the request: nothing is
-minted), and ``Lost`` (WeChat processes the request — a token call mints — and then the
-answer is lost: a gateway 5xx, a garbled body or a broken connection on the way back).
+minted), ``Lost`` (WeChat processes the request — a token call mints — and then the
+answer is lost: a gateway 5xx, a garbled body or a broken connection on the way back) and
+``SlowAnswer`` (processed at once, answered late).
 
 :meth:`WeChatStandIn.outside_fetch` plays another program fetching a token with the same
 AppSecret (a legacy script, a colleague's test): WeChat's rule then retires the stored
@@ -172,6 +173,14 @@ class Callback:
 
 
 @dataclass(frozen=True, slots=True)
+class SlowAnswer:
+    """WeChat processes the request at once (a token call mints now), and its answer takes
+    ``seconds`` of real time to reach the client: a slow way back, not a slow WeChat."""
+
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
 class Lost:
     """WeChat processes the request (a token call mints a token that retires the previous
     one), then ``answer`` replaces its reply on the way back: what a client sees after a
@@ -180,7 +189,7 @@ class Lost:
     answer: HTTPStatus | NonJSON | Drop
 
 
-Fault = Delay | Hang | HTTPStatus | ErrCode | NonJSON | Drop | Callback | Lost
+Fault = Delay | Hang | HTTPStatus | ErrCode | NonJSON | Drop | Callback | Lost | SlowAnswer
 
 
 @dataclass(slots=True)
@@ -831,6 +840,15 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             standin._answer(endpoint, method, path, params, body_state)
             self._apply(fault.answer, call)
             return
+        if isinstance(fault, SlowAnswer):
+            call.fault = repr(fault)
+            body = standin._answer(endpoint, method, path, params, body_state)
+            call.errcode = int(body.get("errcode", 0))
+            if standin._stopping.wait(fault.seconds):
+                self._drop()
+            else:
+                self._send_json(body)
+            return
         if fault is not None:
             call.fault = repr(fault)
             if self._apply(fault, call):
@@ -904,6 +922,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                 return True
             case Lost(answer):
                 return self._apply(answer, call)
+            case SlowAnswer():
+                raise TypeError("SlowAnswer is applied by _serve_call")
         raise TypeError(f"not a fault: {fault!r}")
 
     def _send_json(self, body: dict[str, Any]) -> None:

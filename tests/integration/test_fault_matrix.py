@@ -385,3 +385,48 @@ def test_scheduled_forced_and_compare_racing_make_one_wechat_call(system, capsys
     assert system.stored(APPID_A) == stored
     assert not failures(output["out"])
     assert_no_secret(system, output["all"])
+
+
+# --- writers whose clocks are off (issue 9, finding 7) ----------------------------------------
+@pytest.mark.parametrize("behind", [45.0, 120.0])
+def test_a_writer_whose_clock_is_behind_never_stores_an_older_token(system, capsys, behind):
+    """A refresher in a container whose clock is ``behind`` seconds slow takes the lease and
+    calls WeChat, which mints at once but whose answer takes 0.3 s to come back; meanwhile a
+    refresher with the right clock is forced. The slow writer's SSM lease used to look
+    expired to the other (its expiry was written on the slow clock): both minted, the second
+    stored its newer token, and then the first stored its older one over it (its
+    ``fetched_at`` was derived after the mint) — WeChat retired that one 5 minutes later
+    while its record showed two hours. Now leases are judged on the store's clock and the
+    write compares against the record read before the mint. Judged minute by minute: the
+    stored token is valid at WeChat, ``fetched_at`` never goes back, and no token older than
+    the stored one replaces it."""
+    from devtools.wechat_standin import SlowAnswer
+
+    def refresher(skew: float) -> Refresher:
+        settings = system.settings
+        return Refresher(
+            settings=settings,
+            store=open_store(settings, clock=lambda: system.clock() + skew),
+            wechat=build_wechat_api(settings),
+            apps=AppsSource(settings.apps_secret_id, max_age=0),
+            clock=lambda: system.clock() + skew,
+        )
+
+    slow, right = refresher(-behind), refresher(0.0)
+    watch = Watch(system)
+    with observed(system, capsys) as output:
+        run(right, system, Trigger.SCHEDULED)
+        system.clock.advance(600)
+        watch.check(-1, must_be_valid=True)
+        system.wechat.fail_next("token", SlowAnswer(0.3), appid=APPID_A)
+        first = threading.Thread(target=run, args=(slow, system, Trigger.FORCE, [APPID_A]))
+        first.start()
+        time.sleep(0.1)  # the slow writer holds the lease and WeChat has minted its token
+        run(right, system, Trigger.FORCE, [APPID_A])
+        first.join()
+        settle(system.wechat)
+        for minute in range(10):
+            run(right if minute % 2 else slow, system, Trigger.GUARD)
+            watch.check(minute, must_be_valid=True)
+            system.clock.advance(60)
+    assert_no_secret(system, output["all"])
