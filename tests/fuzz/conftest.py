@@ -23,6 +23,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 from devtools.wechat_player import WeChatPlayer
+from tests.fixtures.aws import create_dedup_table
 from tests.fixtures.lambda_context import FakeLambdaContext, load_handler
 from tests.fixtures.wechat import APPID_A, APPID_B, SECRET_A, SECRET_B
 
@@ -76,12 +77,7 @@ def webhook(request: pytest.FixtureRequest, aws: Any, monkeypatch: pytest.Monkey
     if store == "redis":
         env["REDIS_URL"] = request.getfixturevalue("redis_url")
     else:
-        aws.client("dynamodb").create_table(
-            TableName=DEDUP_TABLE,
-            KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
-            BillingMode="PAY_PER_REQUEST",
-        )
+        create_dedup_table(aws, DEDUP_TABLE)
         env["DEDUP_TABLE"] = DEDUP_TABLE
     for key, value in env.items():
         monkeypatch.setenv(key, value)

@@ -24,6 +24,7 @@ from aws_lambda_powertools.metrics.provider import cold_start
 
 from devtools.wechat_player import WeChatPlayer, apigw_event, event_xml, text_xml
 from devtools.wechat_standin import Delay, ErrCode, HTTPStatus
+from tests.fixtures.aws import create_dedup_table
 from tests.fixtures.lambda_context import FakeLambdaContext, load_handler
 from tests.fixtures.wechat import APPID_A, APPID_B
 from wxtoken.client import TokenClient
@@ -141,12 +142,7 @@ class Scenarios:
         }
         system.put_apps(self.apps)
         if system.kind == "ssm":
-            system.aws.client("dynamodb").create_table(
-                TableName=DEDUP_TABLE,
-                KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-                AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
-                BillingMode="PAY_PER_REQUEST",
-            )
+            create_dedup_table(system.aws, DEDUP_TABLE)
             monkeypatch.setenv("DEDUP_TABLE", DEDUP_TABLE)
         self.player = WeChatPlayer(APPID_A, WEBHOOK_TOKEN, AES_KEY)
         discard_pending_metrics()

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from devtools.wechat_player import WeChatPlayer, apigw_event, text_xml
-from tests.fixtures.aws import AWS, FAKE_CREDENTIALS, REGION
+from tests.fixtures.aws import AWS, point_boto3_at
 from tests.fixtures.black_hole import BlackHole
 from tests.fixtures.lambda_context import FakeLambdaContext, load_handler
 from tests.fixtures.wechat import APPID_A, SECRET_A
@@ -58,13 +58,7 @@ def hole(request: pytest.FixtureRequest) -> Iterator[BlackHole]:
 @pytest.fixture
 def aws_at_hole(hole: BlackHole, monkeypatch: pytest.MonkeyPatch) -> BlackHole:
     """boto3 anywhere in this process sends every AWS call into the black hole."""
-    monkeypatch.setenv("AWS_ENDPOINT_URL", hole.url())
-    monkeypatch.setenv("AWS_DEFAULT_REGION", REGION)
-    monkeypatch.setenv("AWS_REGION", REGION)
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    for name, value in FAKE_CREDENTIALS.items():
-        monkeypatch.setenv(name, value)
-    monkeypatch.delenv("AWS_PROFILE", raising=False)
+    point_boto3_at(hole.url(), monkeypatch)
     return hole
 
 

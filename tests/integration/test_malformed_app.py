@@ -13,6 +13,7 @@ import json
 import pytest
 
 from devtools.wechat_player import WeChatPlayer, apigw_event, text_xml
+from tests.fixtures.aws import create_dedup_table
 from tests.fixtures.lambda_context import FakeLambdaContext, load_handler
 from tests.fixtures.wechat import APPID_A, APPID_B
 from tests.integration.scenarios import capture_logs, discard_pending_metrics, emf_points
@@ -40,12 +41,7 @@ def bad(request, system, monkeypatch):
     }
     system.put_apps({**good, **BAD_ENTRIES[request.param]})
     if system.kind == "ssm":
-        system.aws.client("dynamodb").create_table(
-            TableName="wxtoken-dedup",
-            KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
-            BillingMode="PAY_PER_REQUEST",
-        )
+        create_dedup_table(system.aws, "wxtoken-dedup")
         monkeypatch.setenv("DEDUP_TABLE", "wxtoken-dedup")
     monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "wxtoken-webhook")
     return request.param

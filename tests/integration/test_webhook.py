@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from devtools.wechat_player import WeChatPlayer, apigw_event, event_xml, text_xml
+from tests.fixtures.aws import create_dedup_table
 from tests.fixtures.lambda_context import FakeLambdaContext, load_handler
 from tests.fixtures.wechat import APPID_A, APPID_B
 from wxtoken.deadline import Deadline
@@ -38,13 +39,7 @@ def webhook(system, monkeypatch):
         }
     )
     if system.kind == "ssm":
-        dynamodb = system.aws.client("dynamodb")
-        dynamodb.create_table(
-            TableName="wxtoken-dedup",
-            KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
-            BillingMode="PAY_PER_REQUEST",
-        )
+        create_dedup_table(system.aws, "wxtoken-dedup")
         monkeypatch.setenv("DEDUP_TABLE", "wxtoken-dedup")
     monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "wxtoken-webhook")
     return load_handler("webhook")

@@ -39,6 +39,21 @@ logger = logging.getLogger(__name__)
 
 KEY_PREFIX = "wxtoken"
 
+
+def _set_with_ttl(ttl_arg: str) -> str:
+    """The end of both write scripts: ``SET`` KEYS[1] to ARGV[1], with ``PX`` unless the TTL
+    argument is "0" (no expiry), and return 1."""
+    return f"""
+local ttl = tonumber({ttl_arg})
+if ttl > 0 then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ttl)
+else
+  redis.call('SET', KEYS[1], ARGV[1])
+end
+return 1
+"""
+
+
 # KEYS[1] the record; ARGV[1] its JSON; ARGV[2] its fetched_at; ARGV[3] TTL in ms, "0" = none.
 # A stored record that is not JSON (or has no fetched_at) is replaced: it can never be
 # read anyway, and keeping it would block every later write.
@@ -55,14 +70,7 @@ if current then
     end
   end
 end
-local ttl = tonumber(ARGV[3])
-if ttl > 0 then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ttl)
-else
-  redis.call('SET', KEYS[1], ARGV[1])
-end
-return 1
-"""
+""" + _set_with_ttl("ARGV[3]")
 
 # KEYS[1] the record; ARGV[1] its JSON; ARGV[2] TTL in ms, "0" = none; ARGV[3] "1" when a
 # record is expected, and ARGV[4] the exact value expected. Compare-and-set on the bytes.
@@ -75,14 +83,7 @@ if ARGV[3] == '1' then
 elseif current then
   return 0
 end
-local ttl = tonumber(ARGV[2])
-if ttl > 0 then
-  redis.call('SET', KEYS[1], ARGV[1], 'PX', ttl)
-else
-  redis.call('SET', KEYS[1], ARGV[1])
-end
-return 1
-"""
+""" + _set_with_ttl("ARGV[2]")
 
 _ERROR_CODE = re.compile(r"[A-Z]{3,}")
 

@@ -258,14 +258,9 @@ class SSMTokenStore:
 
     def _read_lease(self, name: str) -> _Lease | None:
         """The stored lease, judged on SSM's clock; one we cannot read counts as expired."""
-        try:
-            response = self.client.get_parameter(Name=name, WithDecryption=False)
-        except ClientError as exc:
-            if _error_code(exc) == "ParameterNotFound":
-                return None
-            raise _store_error("GetParameter", exc) from None
-        except BotoCoreError as exc:
-            raise _store_error("GetParameter", exc) from None
+        response = self._get_parameter(name, decrypt=False)
+        if response is None:
+            return None
         parameter = response["Parameter"]
         try:
             value = json.loads(parameter["Value"])
@@ -303,15 +298,20 @@ class SSMTokenStore:
     # -- SSM calls ---------------------------------------------------------------------------
 
     def _get(self, name: str, *, decrypt: bool) -> str | None:
+        response = self._get_parameter(name, decrypt=decrypt)
+        return None if response is None else str(response["Parameter"]["Value"])
+
+    def _get_parameter(self, name: str, *, decrypt: bool) -> dict[str, Any] | None:
+        """GetParameter's whole answer (its value, SSM's times and headers), or ``None``."""
         try:
-            response = self.client.get_parameter(Name=name, WithDecryption=decrypt)
+            response: dict[str, Any] = self.client.get_parameter(Name=name, WithDecryption=decrypt)
         except ClientError as exc:
             if _error_code(exc) == "ParameterNotFound":
                 return None
             raise _store_error("GetParameter", exc) from None
         except BotoCoreError as exc:
             raise _store_error("GetParameter", exc) from None
-        return str(response["Parameter"]["Value"])
+        return response
 
     def _delete(self, name: str) -> None:
         try:
