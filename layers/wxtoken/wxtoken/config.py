@@ -42,6 +42,9 @@ class Settings:
     redis_cluster: bool = False
     redis_auth_secret_id: str | None = None
     wechat_api_base: str = DEFAULT_WECHAT_API_BASE
+    # A secret holding the egress proxy's URL (credentials included), for WeChat's calls:
+    # kept out of the functions' plain environment, where HTTPS_PROXY would show it.
+    https_proxy_secret_id: str | None = None
     wechat_token_api: TokenAPI = TokenAPI.TOKEN
     # How often the schedule fires (must match template.yaml's ScheduleV2 rate).
     schedule_period_seconds: int = 115 * 60
@@ -108,6 +111,7 @@ class Settings:
             redis_cluster=_bool(env, "REDIS_CLUSTER", False),
             redis_auth_secret_id=env.get("REDIS_AUTH_SECRET_ID", "").strip() or None,
             wechat_api_base=base,
+            https_proxy_secret_id=env.get("HTTPS_PROXY_SECRET_ID", "").strip() or None,
             wechat_token_api=_enum(env, "WECHAT_TOKEN_API", TokenAPI, TokenAPI.TOKEN),
             schedule_period_seconds=_int(env, "REFRESH_PERIOD_SECONDS", 115 * 60),
             guard_margin_seconds=_int(env, "GUARD_MARGIN_SECONDS", 240),

@@ -7,20 +7,38 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from urllib.parse import urlsplit
 
 from wxtoken.apps import AppsSource
 from wxtoken.config import Settings
+from wxtoken.errors import ConfigError
 from wxtoken.refresh import Refresher
+from wxtoken.secret_values import read_secret_string
 from wxtoken.store import open_store
 from wxtoken.wechat.api import WeChatAPI
 
 
 def build_wechat_api(settings: Settings) -> WeChatAPI:
+    """WeChat's API client; through the proxy in ``HTTPS_PROXY_SECRET_ID`` when one is named.
+
+    Raises :class:`ConfigError` when that secret cannot be read or is not an http(s) URL.
+    """
+    proxy = None
+    if settings.https_proxy_secret_id:
+        proxy = read_secret_string(
+            settings.https_proxy_secret_id,
+            max_age=settings.secret_cache_seconds,
+            what="egress proxy secret",
+            error=ConfigError,
+        ).strip()
+        if urlsplit(proxy).scheme not in {"http", "https"} or not urlsplit(proxy).hostname:
+            raise ConfigError("the egress proxy secret must hold an http:// or https:// proxy URL")
     return WeChatAPI(
         settings.wechat_api_base,
         connect_timeout=settings.http_connect_timeout,
         read_timeout=settings.http_read_timeout,
         max_attempts=settings.http_max_attempts,
+        proxy=proxy,
     )
 
 

@@ -10,9 +10,9 @@ import json
 import time
 from collections.abc import Callable
 
-from wxtoken.budget import SECRET
 from wxtoken.config import Settings, StoreKind
 from wxtoken.errors import ConfigError, StoreError
+from wxtoken.secret_values import read_secret_string
 from wxtoken.store.base import TokenStore
 
 __all__ = ["TokenStore", "open_store"]
@@ -47,26 +47,9 @@ def open_store(settings: Settings, *, clock: Callable[[], float] = time.time) ->
 
 
 def _redis_auth(secret_id: str, max_age: int) -> tuple[str | None, str]:
-    """``(username, password)`` from a secret holding a password or ``{"username", "password"}``.
-
-    Read with the timeouts of :data:`wxtoken.budget.SECRET` (powertools' ``get_secret`` would
-    use a provider with boto3's 60 s defaults): on a cold start the webhook reads it before
-    anything else, so a dead Secrets Manager must fail within WeChat's 5 s. A provider per
-    call: this runs once per store opened, and the secret stays out of module state.
-    """
-    from aws_lambda_powertools.utilities.parameters import SecretsProvider
-    from aws_lambda_powertools.utilities.parameters.exceptions import GetParameterError
-
-    try:
-        provider = SecretsProvider(boto_config=SECRET.botocore_config())
-        raw = provider.get(secret_id, max_age=max_age)
-    except GetParameterError as exc:
-        cause = exc.__cause__
-        response = getattr(cause, "response", None)
-        code = response.get("Error", {}).get("Code") if isinstance(response, dict) else None
-        reason = code or type(cause or exc).__name__
-        raise StoreError(f"could not read the Redis AUTH secret ({reason})") from None
-    text = raw.decode() if isinstance(raw, bytes) else str(raw)
+    """``(username, password)`` from a secret holding a password or ``{"username", "password"}``
+    (read within :data:`wxtoken.budget.SECRET`: the webhook reads it before anything else)."""
+    text = read_secret_string(secret_id, max_age=max_age, what="Redis AUTH secret", error=StoreError)
     if not text.lstrip().startswith("{"):
         return None, text
     try:

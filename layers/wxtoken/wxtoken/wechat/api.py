@@ -84,9 +84,14 @@ class WeChatAPI:
         max_attempts: int = 4,
         sleep: Callable[[float], None] = time.sleep,
         jitter: Callable[[], float] = random.random,
+        proxy: str | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._session = session or _new_session()
+        if proxy:
+            # WeChat's calls only (boto3 never sees it): the proxy's address is the one on
+            # WeChat's IP allow-list. Its URL may carry credentials: never logged.
+            self._session.proxies.update({"http": proxy, "https": proxy})
         self._connect_timeout = connect_timeout
         self._read_timeout = read_timeout
         self._max_attempts = max(1, max_attempts)
