@@ -135,7 +135,8 @@ def test_redis_store_read_fails_with_store_error(hole, record_property):
 
 
 def test_refresh_invoke_fails_with_refresh_request_error(aws_at_hole, record_property):
-    requester = LambdaRefreshRequester("wxtoken-RefreshTokenFunction")
+    # the webhook's budget (the one its TokenClient is built with); other readers wait longer
+    requester = LambdaRefreshRequester("wxtoken-RefreshTokenFunction", budget=budget.REFRESH_INVOKE)
     ask = lambda: requester.compare_and_refresh(APPID_A, "rejected-token")  # noqa: E731
     assert_fails_in_time(ask, RefreshRequestError, budget.REFRESH_INVOKE, record_property)
 

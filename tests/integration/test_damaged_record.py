@@ -30,6 +30,7 @@ DAMAGED = {
     "token-not-a-string": '{"access_token":12345,"expires_at":1700007200,"fetched_at":1700000000.0}',
     "missing-field": '{"access_token":"abc","fetched_at":1700000000.0}',
     "expires-a-string": '{"access_token":"abc","expires_at":"soon","fetched_at":1700000000.0}',
+    "fetched-in-the-year-2286": '{"access_token":"abc","expires_at":9999999999,"fetched_at":9999999999.0}',
 }
 
 

@@ -68,3 +68,23 @@ def test_a_missing_proxy_secret_names_it_without_a_value(system, monkeypatch):
     monkeypatch.setenv("NO_PROXY", "")
     with pytest.raises(ConfigError, match=r"egress proxy secret \(ResourceNotFoundException\)"):
         system.refresher(HTTPS_PROXY_SECRET_ID="wxtoken/no-such-proxy")
+
+
+def test_the_proxy_in_the_secret_wins_over_https_proxy(system, monkeypatch):
+    port = system.wechat.base_url.rsplit(":", 1)[1]
+    system.aws.client("secretsmanager").create_secret(
+        Name="wxtoken/proxy", SecretString=f"http://127.0.0.1:{port}"
+    )
+    # The environment's proxy leads nowhere; AWS (moto, on 127.0.0.1) bypasses it, as the
+    # template's NO_PROXY makes AWS's endpoints do; WeChat is on another loopback address.
+    monkeypatch.setenv("HTTPS_PROXY", "http://127.0.0.3:9")
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.3:9")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    monkeypatch.setenv("no_proxy", "127.0.0.1")
+    refresher = system.refresher(
+        WECHAT_API_BASE="http://127.0.0.2:9", HTTPS_PROXY_SECRET_ID="wxtoken/proxy", WECHAT_MAX_ATTEMPTS="1"
+    )
+
+    report = run(refresher, system)
+
+    assert sorted(report.refreshed) == [APPID_A, APPID_B], report

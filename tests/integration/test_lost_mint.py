@@ -167,3 +167,70 @@ def test_stable_token_a_lost_forced_refresh_is_recovered_in_normal_mode(system):
     assert system.stored(APPID_B).value == system.wechat.current_token(APPID_B, "stable_token")
     assert system.wechat.force_refreshes_today(APPID_B) == 1
     assert invalid_minutes(system, refresher, 5) == []
+
+
+def test_a_lost_answer_followed_by_refusals_still_leaves_the_token_suspect(system):
+    """Review finding: the error raised describes only the last attempt. A read timeout (which
+    minted) followed by 'system busy' answers must not be taken for 'nothing minted'."""
+    refresher = system.refresher()
+    run(refresher, system, Trigger.SCHEDULED)
+    system.clock.advance(30 * 60)
+    system.wechat.fail_next("token", Delay(0.7), appid=APPID_B)
+    system.wechat.fail_next("token", ErrCode(-1), times=5, appid=APPID_B)
+
+    report = run(refresher, system, Trigger.FORCE, appids=[APPID_B])
+    settle(system.wechat)
+    system.wechat.clear_faults()
+
+    assert [f["appid"] for f in report.failed] == [APPID_B], report
+    assert not MintIntent.from_record(system.store().read(APPID_B, RecordName.MINT_INTENT)).settled
+    assert invalid_minutes(system, refresher, 8) == []
+
+
+def test_stable_token_a_lost_forced_refresh_whose_fallback_is_refused_stays_suspect(system):
+    refresher = system.refresher(WECHAT_TOKEN_API="stable_token", WECHAT_MAX_ATTEMPTS="1")
+    run(refresher, system, Trigger.SCHEDULED)
+    system.clock.advance(30 * 60)
+    system.wechat.fail_next("stable_token", Lost(HTTPStatus(502)), appid=APPID_B)
+    system.wechat.fail_next("stable_token", HTTPStatus(429), appid=APPID_B)  # never processed
+
+    report = run(refresher, system, Trigger.FORCE, appids=[APPID_B])
+
+    assert [f["appid"] for f in report.failed] == [APPID_B], report
+    # the forced call killed the stored token at once: it must be marked, and repaired
+    assert not MintIntent.from_record(system.store().read(APPID_B, RecordName.MINT_INTENT)).settled
+    assert invalid_minutes(system, refresher, 3)[1:] == []  # repaired by the first guard
+
+
+DAMAGED_INTENTS = {
+    "not-json": "{oops",
+    "future-fetched-at": '{"asked_at": 9999999999.0, "settled": false, "fetched_at": 9999999999.0}',
+    "huge-integer": '{"asked_at": 1' + "0" * 400 + ', "settled": false, "fetched_at": 1}',
+}
+
+
+@pytest.mark.parametrize("raw", list(DAMAGED_INTENTS.values()), ids=list(DAMAGED_INTENTS))
+@pytest.mark.parametrize("api", ["token", "stable_token"])
+def test_a_damaged_intent_costs_one_refresh_not_one_a_minute(system, raw, api):
+    """Review finding: a damaged or far-future intent could never be replaced, and the guard
+    then called WeChat's token endpoint every minute forever."""
+    refresher = system.refresher(WECHAT_TOKEN_API=api)
+    run(refresher, system, Trigger.SCHEDULED)
+    system.clock.advance(60)
+    if system.kind == "ssm":
+        system.aws.client("ssm").put_parameter(
+            Name=f"/wxtoken/{APPID_B}/mint_intent", Value=raw, Type="SecureString", Overwrite=True
+        )
+    else:
+        import redis
+
+        redis.Redis.from_url(system.env["REDIS_URL"]).set(f"wxtoken:{{{APPID_B}}}:mint_intent", raw)
+    calls = system.wechat.token_calls(APPID_B)
+
+    for _ in range(5):
+        report = run(refresher, system, Trigger.GUARD)
+        assert report.failed == [], report
+        system.clock.advance(60)
+
+    assert system.wechat.token_calls(APPID_B) - calls == 1
+    assert system.wechat.is_valid(APPID_B, system.stored(APPID_B).value)

@@ -88,3 +88,22 @@ def test_a_probe_that_cannot_reach_wechat_changes_nothing(system):
     assert report.failed == [], report
     assert report.refreshed == [], report
     assert system.stored(APPID_B) == before
+
+
+def test_a_failed_replacement_after_the_probe_is_reported_not_raised(system):
+    """Review finding: the probe's compare-and-refresh ran outside the per-app guard, so its
+    failure crashed the whole run and every app's report was lost."""
+    from devtools.wechat_standin import ErrCode
+
+    refresher = system.refresher(PROBE_PERIOD_SECONDS="60")
+    refresher.run(RefreshRequest(Trigger.SCHEDULED, system.clock()), Deadline.after(30))
+    system.clock.advance(20 * 60)
+    system.wechat.outside_fetch(APPID_B)
+    system.clock.advance(301)
+    system.wechat.fail_always("token", ErrCode(45009), appid=APPID_B)
+
+    report = guard(refresher, system)
+
+    assert [f["appid"] for f in report.failed] == [APPID_B], report
+    assert report.failed[0]["error"].startswith("QuotaExceededError")
+    assert system.wechat.is_valid(APPID_A, system.stored(APPID_A).value)

@@ -405,3 +405,29 @@ def test_open_store_on_ssm_uses_prefix_and_kms_key(aws: AWS, lease_clock: FakeCl
 
     assert isinstance(store, SSMTokenStore)
     assert (store.prefix, store.kms_key_id, store.clock) == ("/prod/wxtoken", "alias/wxtoken", lease_clock)
+
+
+def test_replace_reports_a_write_that_landed_between_its_read_and_its_put(
+    store: SSMTokenStore, aws: AWS
+) -> None:
+    """SSM has no conditional put: two holders of one lease can interleave read, read, put,
+    put. The version PutParameter returns shows it; the later writer is told 'not written'
+    (the refresher then marks the stored token suspect and mints once more)."""
+    record = {"access_token": "first", "expires_at": 1, "fetched_at": 1.0}
+    assert store.replace(APPID, RecordName.ACCESS_TOKEN, record, None, expected=None)
+    seen = store.read_raw(APPID, RecordName.ACCESS_TOKEN)
+    real_get = store.client.get_parameter
+
+    def get_then_another_writer_puts(**kwargs):
+        answer = real_get(**kwargs)
+        aws.client("ssm").put_parameter(
+            Name=kwargs["Name"], Value='{"access_token":"theirs"}', Type="SecureString", Overwrite=True
+        )
+        return answer
+
+    store.client.get_parameter = get_then_another_writer_puts
+    try:
+        newer = {"access_token": "ours", "expires_at": 2, "fetched_at": 2.0}
+        assert not store.replace(APPID, RecordName.ACCESS_TOKEN, newer, None, expected=seen)
+    finally:
+        store.client.get_parameter = real_get

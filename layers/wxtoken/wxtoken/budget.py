@@ -117,8 +117,14 @@ the refresh function, the webhook and every reader. SSM throttles at a low TPS (
 redis-py's one retry (a pooled connection the server closed), so 1.0–1.5 s."""
 
 REFRESH_INVOKE = CallBudget(connect_timeout=0.5, read_timeout=1.5, attempts=2)
-"""A reader's synchronous invoke of the refresh function for a compare-and-refresh (one
+"""The webhook's synchronous invoke of the refresh function for a compare-and-refresh (one
 WeChat call under the app's lease, about a second when warm). A first attempt that times
 out still runs to the end in the refresh function; the retry then usually finds the token
 already replaced and returns at once. The webhook's business handler gets 4 s in all, so
 a longer wait would only hold a handler thread."""
+
+READER_REFRESH_INVOKE = CallBudget(connect_timeout=1.0, read_timeout=12.0, attempts=2)
+"""The same invoke from any other reader (:class:`~wxtoken.client.TokenClient` in your own
+services), which has no 5 s limit: a cold refresh function plus a slow WeChat answer can
+take several seconds, and giving up early would fail a call whose refresh succeeds. 12 s
+covers the refresh's WeChat budget for one attempt (3 s connect + 5 s read) and a cold start."""

@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from wxtoken.apps import AppsSource
-from wxtoken.budget import REFRESH_INVOKE
+from wxtoken.budget import READER_REFRESH_INVOKE, CallBudget
 from wxtoken.config import Settings
 from wxtoken.deadline import Deadline
 from wxtoken.errors import (
@@ -189,13 +189,16 @@ class TokenClient:
         return cls.from_settings(Settings.from_env(environ))
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> TokenClient:
-        """Like :meth:`from_env`, from settings already read (say, by the webhook)."""
+    def from_settings(
+        cls, settings: Settings, *, invoke_budget: CallBudget = READER_REFRESH_INVOKE
+    ) -> TokenClient:
+        """Like :meth:`from_env`, from settings already read (say, by the webhook, which passes
+        its tighter ``invoke_budget`` for the refresh function's invoke)."""
         store = open_store(settings)
         wechat = build_wechat_api(settings)
         requester: RefreshRequester
         if settings.refresh_function_name:
-            requester = LambdaRefreshRequester(settings.refresh_function_name)
+            requester = LambdaRefreshRequester(settings.refresh_function_name, budget=invoke_budget)
         else:
             # Shares this client's store and HTTP session rather than opening its own.
             refresher = Refresher(
@@ -260,6 +263,8 @@ class TokenClient:
         try:
             raw = self._store.read(appid, name)
             credential = Credential.from_record(name, raw) if raw else None
+            if credential is not None and not credential.plausible(self._clock()):
+                raise DamagedRecordError(f"stored {name} record has times far in the future")
         except DamagedRecordError:
             # Nothing usable is stored (the refresher replaces it on its next run): say so,
             # as for a missing record, and ask again soon.
@@ -433,9 +438,12 @@ class LambdaRefreshRequester:
     safe (it refreshes only while the rejected token is still stored), so botocore retries.
     """
 
-    def __init__(self, function_name: str, client: Any = None) -> None:
+    def __init__(
+        self, function_name: str, client: Any = None, *, budget: CallBudget = READER_REFRESH_INVOKE
+    ) -> None:
         self.function_name = function_name
         self._client = client
+        self._budget = budget
         self._client_lock = threading.Lock()
 
     def compare_and_refresh(self, appid: str, invalid_token: str) -> None:
@@ -468,9 +476,9 @@ class LambdaRefreshRequester:
             if self._client is None:
                 import boto3
 
-                # A caller (often a webhook handler with 4 s in all) is waiting: fail with
-                # RefreshRequestError within a few seconds rather than boto3's 60 s.
-                self._client = boto3.client("lambda", config=REFRESH_INVOKE.botocore_config())
+                # A caller is waiting: fail with RefreshRequestError within its budget (the
+                # webhook's is a few seconds) rather than boto3's 60 s.
+                self._client = boto3.client("lambda", config=self._budget.botocore_config())
             return self._client
 
 

@@ -58,6 +58,10 @@ class ForceRefreshRefusedError(WxTokenError):
 class WeChatAPIError(WxTokenError):
     """WeChat answered with a non-zero errcode (or not at all, for the transport subclass)."""
 
+    # Set by the API client: an earlier attempt of the same call failed in a way WeChat may
+    # have processed (a token call may have minted), whatever this last attempt says.
+    processed_earlier: bool = False
+
     def __init__(self, errcode: int | None, errmsg: str, hint: str = "") -> None:
         self.errcode = errcode
         self.errmsg = errmsg

@@ -41,6 +41,7 @@ from wxtoken.errors import (
     MisconfiguredAppError,
     RefreshInProgressError,
     RetryableWeChatError,
+    StoreError,
     TokenRejectedError,
     WeChatAPIError,
     WeChatTransportError,
@@ -59,7 +60,16 @@ from wxtoken.observability import (
     record,
     tracer,
 )
-from wxtoken.store.base import Credential, ForceQuota, MintIntent, RecordName, TokenStore, decode
+from wxtoken.store.base import (
+    PLAUSIBLE_AHEAD_SECONDS,
+    Credential,
+    ForceQuota,
+    MintIntent,
+    RecordName,
+    TokenStore,
+    decode,
+    encode,
+)
 from wxtoken.wechat.api import Grant, WeChatAPI
 
 # WeChat's limits on stable_token force_refresh (getStableAccessToken: 每天限用20次, 间隔至少30s).
@@ -121,11 +131,12 @@ class TokenState:
     newer token (so WeChat retires the stored one within 5 minutes) never stored its answer.
     """
 
-    raw: str | None
+    raw: str | None = field(repr=False)
     credential: Credential | None
     damaged: bool = False
     suspect: bool = False
     intent: MintIntent | None = None
+    intent_raw: str | None = field(default=None, repr=False)
 
 
 def reason_to_refresh(
@@ -283,8 +294,24 @@ class Refresher:
             record(MIN_SECONDS_TO_EXPIRY, MetricUnit.Seconds, round(min(known)))
 
     def _refresh_guarded(self, app: AppConfig, request: RefreshRequest, deadline: Deadline) -> _Outcome:
+        outcome = self._refresh_reported(app, request, deadline)
+        if outcome.errors:
+            return outcome
+        if request.trigger is Trigger.GUARD and probe_due(
+            app.appid, request.requested_at, self._settings.probe_period_seconds
+        ):
+            outcome = self._probe(app, outcome, request, deadline)
+        ticket_error = self._refresh_ticket_if_due(app, request, deadline)
+        if ticket_error:
+            return _Outcome(
+                app.appid, outcome.refreshed, outcome.skipped_reason, (*outcome.errors, ticket_error)
+            )
+        return outcome
+
+    def _refresh_reported(self, app: AppConfig, request: RefreshRequest, deadline: Deadline) -> _Outcome:
+        """:meth:`refresh_app`, with a failure logged, counted and returned, never raised."""
         try:
-            outcome = self.refresh_app(app, request, deadline)
+            return self.refresh_app(app, request, deadline)
         except WxTokenError as exc:
             logger.error(
                 "refresh failed",
@@ -296,16 +323,6 @@ class Refresher:
             logger.exception("refresh crashed", extra={"appid": app.appid, "error_type": type(exc).__name__})
             put_metric(REFRESH_FAILED, MetricUnit.Count, 1, appid=app.appid, ErrorClass=type(exc).__name__)
             return _Outcome(app.appid, errors=(f"{type(exc).__name__}: unexpected error, see the logs",))
-        if request.trigger is Trigger.GUARD and probe_due(
-            app.appid, request.requested_at, self._settings.probe_period_seconds
-        ):
-            outcome = self._probe(app, outcome, request, deadline)
-        ticket_error = self._refresh_ticket_if_due(app, request, deadline)
-        if ticket_error:
-            return _Outcome(
-                app.appid, outcome.refreshed, outcome.skipped_reason, (*outcome.errors, ticket_error)
-            )
-        return outcome
 
     # --- the probe: does WeChat still accept the stored token? ------------------------
     def _probe(
@@ -341,7 +358,7 @@ class Refresher:
                 extra={"appid": app.appid, "errcode": exc.errcode},
             )
             compare = RefreshRequest(Trigger.COMPARE, self._clock(), (app.appid,), invalid_token=stored.value)
-            return self.refresh_app(app, compare, deadline)
+            return self._refresh_reported(app, compare, deadline)
         except WeChatAPIError as exc:
             logger.warning(
                 "could not probe the stored token at WeChat",
@@ -423,13 +440,14 @@ class Refresher:
         asked_at = self._clock()
         # A classic token call, and a forced stable_token, retire the stored token: leave a
         # trace first (a StoreError here means no WeChat call: its answer could not be kept).
-        intent = self._write_intent(app.appid, asked_at, state) if (force or not self._stable) else None
+        written = self._write_intent(app.appid, asked_at, state) if (force or not self._stable) else None
+        intent = written[0] if written else None
         try:
             grant = self._mint(app, deadline, force)
         except WeChatAPIError as exc:
-            if intent is not None and not _maybe_minted(exc):
-                self._settle(app.appid, intent)
-            elif intent is not None:
+            if written is not None and not _maybe_minted(exc):
+                self._settle(app.appid, *written)
+            elif written is not None:
                 logger.warning(
                     "WeChat may have minted a token whose answer was lost; the stored token is marked "
                     "suspect and the guard replaces it within a minute",
@@ -440,23 +458,26 @@ class Refresher:
         if previous is not None and previous.value == grant.value:
             # stable_token's normal mode hands back the current token until its last 5
             # minutes; nothing new to store, and its lifetime is already on record.
-            if intent is not None:
-                self._settle(app.appid, intent)
+            # WeChat says it is current: whatever made it suspect is settled.
+            if written is not None:
+                self._settle(app.appid, *written)
+            elif state.suspect:
+                self._settle(app.appid, state.intent, state.intent_raw)
             return _Outcome(app.appid, skipped_reason="WeChat returned the token already stored")
         # WeChat has just replaced the old token, so this one must win even if this
         # container's clock is behind the one that wrote the previous record; and it
-        # resolves the intent written before the call.
-        fetched_at = self._fetched_at_after(previous, intent)
+        # resolves every intent written before the call.
+        fetched_at = self._fetched_at_after(previous, intent, state.intent)
         credential = self._credential(grant, asked_at, fetched_at)
         self._check_lifetime(app.appid, credential, fetched_at)
-        written = self._store.replace(
+        stored = self._store.replace(
             app.appid,
             RecordName.ACCESS_TOKEN,
             credential.to_record(RecordName.ACCESS_TOKEN),
             credential.seconds_left(fetched_at),
             expected=state.raw,
         )
-        if not written:
+        if not stored:
             return self._lost_race(app, grant)
         if grant.maybe_overtaken:
             # A timed-out attempt may still mint after the replay: keep the stored token
@@ -500,7 +521,11 @@ class Refresher:
                 "a forced stable_token answer was lost; asking again in normal mode for the current token",
                 extra={"appid": app.appid},
             )
-            return self._wechat.access_token(app.appid, secret, deadline=deadline, stable=True)
+            try:
+                return self._wechat.access_token(app.appid, secret, deadline=deadline, stable=True)
+            except WeChatAPIError as again:
+                again.processed_earlier = True  # the forced call may have minted all the same
+                raise
 
     def _lost_race(self, app: AppConfig, grant: Grant) -> _Outcome:
         """Another refresh stored a token while this one was minting (a lease taken over
@@ -520,22 +545,33 @@ class Refresher:
             "next run",
         )
 
-    def _write_intent(self, appid: str, asked_at: float, state: TokenState) -> MintIntent:
-        fetched_at = self._fetched_at_after(state.intent)
-        intent = MintIntent(
-            asked_at=max(asked_at, fetched_at), settled=False, fetched_at=max(asked_at, fetched_at)
-        )
-        self._store.write_if_newer(appid, RecordName.MINT_INTENT, intent.to_record(), _INTENT_TTL_SECONDS)
-        return intent
+    def _write_intent(self, appid: str, asked_at: float, state: TokenState) -> tuple[MintIntent, str]:
+        """Replace the intent read in ``state`` (damaged or not) with an unsettled one at
+        ``asked_at`` (or just after the one it replaces); returns it and its stored bytes.
 
-    def _settle(self, appid: str, intent: MintIntent) -> None:
-        """WeChat certainly minted nothing: the stored token is as good as before."""
-        settled = MintIntent(intent.asked_at, settled=True, fetched_at=self._fetched_at_after(intent))
+        A compare-and-set, so that a damaged intent never blocks it, and an intent another
+        refresh wrote meanwhile (two holders of one lease) is never lost: that raises
+        :class:`StoreError` before any WeChat call.
+        """
+        at = max(asked_at, self._fetched_at_after(state.intent))
+        intent = MintIntent(asked_at=at, settled=False, fetched_at=at)
+        record = intent.to_record()
+        if not self._store.replace(
+            appid, RecordName.MINT_INTENT, record, _INTENT_TTL_SECONDS, expected=state.intent_raw
+        ):
+            raise StoreError(f"another refresh of {appid} wrote its mint intent meanwhile; not minting")
+        return intent, encode(record)
+
+    def _settle(self, appid: str, intent: MintIntent | None, raw: str | None) -> None:
+        """WeChat certainly minted nothing (or says the stored token is current): replace the
+        intent stored as ``raw`` with a settled one. A failure only costs one more refresh."""
+        asked_at = intent.asked_at if intent is not None else self._clock()
+        settled = MintIntent(asked_at, settled=True, fetched_at=self._fetched_at_after(intent))
         try:
-            self._store.write_if_newer(
-                appid, RecordName.MINT_INTENT, settled.to_record(), _INTENT_TTL_SECONDS
+            self._store.replace(
+                appid, RecordName.MINT_INTENT, settled.to_record(), _INTENT_TTL_SECONDS, expected=raw
             )
-        except WxTokenError as exc:  # the guard then refreshes once more than needed
+        except WxTokenError as exc:
             logger.warning("could not settle the mint intent", extra={"appid": appid, "error": str(exc)})
 
     def _check_lifetime(self, appid: str, credential: Credential, now: float) -> None:
@@ -649,12 +685,19 @@ class Refresher:
         raw = self._store.read_raw(appid, RecordName.ACCESS_TOKEN)
         credential: Credential | None = None
         damaged = False
+        # Times this far ahead are a hand edit or corruption, never a clock's skew: trusting
+        # them would push every later fetched_at past them.
+        now = self._clock()
+        horizon = now + PLAUSIBLE_AHEAD_SECONDS
         if raw is not None:
             try:
                 credential = Credential.from_record(
                     RecordName.ACCESS_TOKEN, decode(raw, "access_token record")
                 )
+                if not credential.plausible(now):
+                    raise DamagedRecordError("stored access_token record has times far in the future")
             except DamagedRecordError as exc:
+                credential = None
                 damaged = True
                 logger.error(
                     "the stored token record is damaged; this run replaces it",
@@ -662,19 +705,22 @@ class Refresher:
                 )
         intent: MintIntent | None = None
         suspect = False
-        try:
-            intent_record = self._store.read(appid, RecordName.MINT_INTENT)
-            if intent_record is not None:
-                intent = MintIntent.from_record(intent_record)
+        intent_raw = self._store.read_raw(appid, RecordName.MINT_INTENT)
+        if intent_raw is not None:
+            try:
+                intent = MintIntent.from_record(decode(intent_raw, "mint intent"))
+                if max(intent.asked_at, intent.fetched_at) > horizon:
+                    intent = None
+                    raise DamagedRecordError("stored mint intent is in the future")
                 suspect = intent.leaves_suspect(credential)
-        except DamagedRecordError:
-            suspect = True  # a damaged trace of a mint: assume the worst, one refresh repairs it
-        return TokenState(raw, credential, damaged, suspect, intent)
+            except DamagedRecordError:
+                suspect = True  # a damaged trace of a mint: assume the worst; one refresh repairs it
+        return TokenState(raw, credential, damaged, suspect, intent, intent_raw)
 
     def _read_token(self, appid: str) -> Credential | None:
         """The stored token, or ``None`` when there is none or its record is damaged."""
-        raw = self._store.read(appid, RecordName.ACCESS_TOKEN)
         try:
+            raw = self._store.read(appid, RecordName.ACCESS_TOKEN)
             return Credential.from_record(RecordName.ACCESS_TOKEN, raw) if raw else None
         except DamagedRecordError:
             return None
@@ -702,6 +748,8 @@ def _maybe_minted(exc: WeChatAPIError) -> bool:
     An errcode answer means WeChat refused (nothing minted); a transport failure did too
     only when the request certainly never reached WeChat (refused, connect timeout, 429).
     """
+    if exc.processed_earlier:
+        return True  # an earlier attempt of the same call may have minted
     if isinstance(exc, WeChatTransportError):
         return exc.maybe_processed
     return exc.errcode is None

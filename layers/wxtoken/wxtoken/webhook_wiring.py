@@ -93,8 +93,9 @@ def build_webhook_runtime(
     webhook = Webhook(settings=settings, apps=apps, router=router, dedup=dedup, clock=clock)
 
     def tokens() -> TokenClient:
+        from wxtoken.budget import REFRESH_INVOKE
         from wxtoken.client import TokenClient
 
-        return TokenClient.from_settings(settings)
+        return TokenClient.from_settings(settings, invoke_budget=REFRESH_INVOKE)
 
     return WebhookRuntime(settings, apps, webhook, dedup, tokens)

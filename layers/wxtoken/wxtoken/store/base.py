@@ -28,6 +28,11 @@ class RecordName(StrEnum):
     MINT_INTENT = "mint_intent"
 
 
+# How far ahead of a reader's clock a stored time may be before the record counts as damaged:
+# a day of clock skew (far more than any real one) plus a token's 7200 s lifetime.
+PLAUSIBLE_AHEAD_SECONDS = 86400 + 7200
+
+
 @dataclass(frozen=True, slots=True)
 class Credential:
     """An access token or a jsapi ticket, as stored.
@@ -43,6 +48,14 @@ class Credential:
 
     def seconds_left(self, now: float) -> float:
         return self.expires_at - now
+
+    def plausible(self, now: float) -> bool:
+        """False for times no clock skew explains (a hand edit: a token "valid until 2286"):
+        WeChat's credentials live 7200 s, and containers' clocks differ by minutes, not a day."""
+        return (
+            self.fetched_at <= now + PLAUSIBLE_AHEAD_SECONDS
+            and self.expires_at <= now + PLAUSIBLE_AHEAD_SECONDS
+        )
 
     def to_record(self, name: RecordName) -> dict[str, Any]:
         field = "ticket" if name is RecordName.JSAPI_TICKET else "access_token"
@@ -106,7 +119,7 @@ class MintIntent:
                 settled=bool(record["settled"]),
                 fetched_at=_finite(record["fetched_at"]),
             )
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:
             raise DamagedRecordError(f"stored mint intent is damaged ({exc})") from None
 
     def leaves_suspect(self, stored: Credential | None) -> bool:
@@ -135,7 +148,7 @@ class ForceQuota:
                 last_at=float(record["last_at"]),
                 fetched_at=float(record["fetched_at"]),
             )
-        except (KeyError, TypeError, ValueError) as exc:
+        except (KeyError, TypeError, ValueError, OverflowError) as exc:
             raise DamagedRecordError(f"stored force-refresh quota is damaged ({exc})") from None
 
 

@@ -140,7 +140,7 @@ class SSMTokenStore:
         if raw is not None:
             try:
                 stored_at: float | None = _fetched_at(json.loads(raw))
-            except (ValueError, TypeError, KeyError, AttributeError, RecursionError):
+            except (ValueError, TypeError, KeyError, AttributeError, RecursionError, OverflowError):
                 stored_at = None  # damaged: never blocks the write that replaces it
             if stored_at is not None and stored_at >= fetched_at:
                 return False
@@ -165,12 +165,20 @@ class SSMTokenStore:
         (the refresher writes only while holding it), as for :meth:`write_if_newer`.
         """
         parameter = self.parameter_name(appid, name)
-        if self._get(parameter, decrypt=True) != expected:
+        current = self._get_parameter(parameter, decrypt=True)
+        if (None if current is None else str(current["Parameter"]["Value"])) != expected:
             return False
-        self._put(parameter, record)
+        version = 0 if current is None else int(current["Parameter"]["Version"])
+        if self._put(parameter, record) != version + 1:
+            # Another put landed between our read and ours (only two holders of one lease get
+            # here): ours may have replaced a newer record. Say "not written", so the caller
+            # marks the stored token suspect and the next run mints once more.
+            logger.warning("a concurrent write to the same record was detected", extra={"appid": appid})
+            return False
         return True
 
-    def _put(self, parameter: str, record: dict[str, Any]) -> None:
+    def _put(self, parameter: str, record: dict[str, Any]) -> int:
+        """PutParameter (overwrite); returns the parameter's new version."""
         params: dict[str, Any] = {
             "Name": parameter,
             "Value": encode(record),
@@ -181,9 +189,10 @@ class SSMTokenStore:
         if self.kms_key_id:
             params["KeyId"] = self.kms_key_id
         try:
-            self.client.put_parameter(**params)
+            response = self.client.put_parameter(**params)
         except (ClientError, BotoCoreError) as exc:
             raise _store_error("PutParameter", exc) from None
+        return int(response.get("Version", 0))
 
     # -- lease -----------------------------------------------------------------------------
 

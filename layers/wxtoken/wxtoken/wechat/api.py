@@ -88,10 +88,11 @@ class WeChatAPI:
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._session = session or _new_session()
-        if proxy:
-            # WeChat's calls only (boto3 never sees it): the proxy's address is the one on
-            # WeChat's IP allow-list. Its URL may carry credentials: never logged.
-            self._session.proxies.update({"http": proxy, "https": proxy})
+        # WeChat's calls only (boto3 never sees it): the proxy's address is the one on WeChat's
+        # IP allow-list. Passed with each request, so it wins over HTTPS_PROXY from the
+        # environment (requests merges those over a session's own proxies). Its URL may carry
+        # credentials: never logged.
+        self._proxies = {"http": proxy, "https": proxy} if proxy else None
         self._connect_timeout = connect_timeout
         self._read_timeout = read_timeout
         self._max_attempts = max(1, max_attempts)
@@ -173,12 +174,20 @@ class WeChatAPI:
         """
         url = f"{self.base_url}{path}"
         replays_left = ambiguous_replays
-        in_flight = False
+        minting = ambiguous_replays is not None
+        # A call that mints is not worth sending with less time than its read timeout: its
+        # answer would likely be lost too, and a second lost token retires the stored one at
+        # once instead of in 5 minutes.
+        min_attempt = max(_MIN_ATTEMPT_SECONDS, self._read_timeout) if minting else _MIN_ATTEMPT_SECONDS
+        processed_earlier = False  # an earlier attempt may have been processed (minted)
+        in_flight = False  # ... and may still be, so it could mint after a later attempt
         endpoint = _ENDPOINTS.get(path, "api")
-        last: RetryableWeChatError = WeChatTransportError(f"no time left to call WeChat {path}")
+        last: RetryableWeChatError = WeChatTransportError(
+            f"no time left to call WeChat {path}", maybe_processed=False
+        )
         for attempt in range(1, self._max_attempts + 1):
             left = deadline.remaining()
-            if left < _MIN_ATTEMPT_SECONDS:
+            if left < min_attempt:
                 break
             timeout = (min(self._connect_timeout, left), min(self._read_timeout, left))
             try:
@@ -197,23 +206,31 @@ class WeChatAPI:
                     Endpoint=endpoint,
                     ErrCode=TRANSPORT_ERRCODE if exc.errcode is None else str(exc.errcode),
                 )
+                # Whatever the last attempt says, an earlier one may have minted: the caller
+                # must not take this failure for "nothing happened at WeChat".
+                exc.processed_earlier = processed_earlier
                 if not isinstance(exc, RetryableWeChatError):
                     raise
-                if isinstance(exc, WeChatTransportError) and exc.maybe_processed and replays_left is not None:
-                    if replays_left <= 0:
-                        raise WeChatTransportError(
+                if isinstance(exc, WeChatTransportError) and exc.maybe_processed and minting:
+                    processed_earlier = True
+                    in_flight = in_flight or exc.maybe_in_flight
+                    if replays_left is not None and replays_left <= 0:
+                        failure = WeChatTransportError(
                             f"{exc.errmsg}; WeChat may have processed it (a token call may have minted "
                             "a token that retires the stored one)"
-                        ) from None
-                    replays_left -= 1
-                    in_flight = in_flight or exc.maybe_in_flight
+                        )
+                        failure.processed_earlier = True
+                        raise failure from None
+                    if replays_left is not None:
+                        replays_left -= 1
                 last = exc
             if attempt == self._max_attempts:
                 break
             delay = self._jitter() * min(_BACKOFF_CAP, _BACKOFF_BASE * 2 ** (attempt - 1))
-            if deadline.remaining() - delay < _MIN_ATTEMPT_SECONDS:
+            if deadline.remaining() - delay < min_attempt:
                 break
             self._sleep(delay)
+        last.processed_earlier = processed_earlier
         raise last from None
 
     def _timed(
@@ -244,7 +261,9 @@ class WeChatAPI:
         timeout: tuple[float, float],
     ) -> dict[str, Any]:
         try:
-            response = self._session.request(method, url, params=params, json=json, timeout=timeout)
+            response = self._session.request(
+                method, url, params=params, json=json, timeout=timeout, proxies=self._proxies
+            )
         except requests.ConnectTimeout:
             raise WeChatTransportError(
                 f"could not connect to WeChat for {path} within {timeout[0]:.1f}s", maybe_processed=False
@@ -256,14 +275,17 @@ class WeChatAPI:
         except requests.ConnectionError as exc:
             refused = _never_connected(exc)
             what = "could not connect to WeChat" if refused else "connection to WeChat broke"
-            raise WeChatTransportError(f"{what} for {path}", maybe_processed=not refused) from None
+            raise WeChatTransportError(
+                f"{what} for {path}", maybe_processed=not refused, maybe_in_flight=not refused
+            ) from None
         except requests.RequestException as exc:
             raise WeChatTransportError(f"request to WeChat {path} failed ({type(exc).__name__})") from None
         status = response.status_code
         if status == 429:
             raise WeChatTransportError(f"WeChat {path} answered HTTP 429", maybe_processed=False)
         if status >= 500:
-            raise WeChatTransportError(f"WeChat {path} answered HTTP {status}")
+            # A gateway's 502/504 may come while WeChat is still working on the request.
+            raise WeChatTransportError(f"WeChat {path} answered HTTP {status}", maybe_in_flight=True)
         if status >= 400:
             raise WeChatAPIError(None, f"WeChat {path} answered HTTP {status}")
         try:
