@@ -274,8 +274,10 @@ class DyingStore:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._inner, name)
 
-    def replace(self, *args: Any, **kwargs: Any) -> bool:
-        raise Killed  # the token write, after WeChat minted
+    def replace(self, appid: str, name: RecordName, *args: Any, **kwargs: Any) -> bool:
+        if name is RecordName.ACCESS_TOKEN:
+            raise Killed  # the token write, after WeChat minted
+        return self._inner.replace(appid, name, *args, **kwargs)  # the mint intent, before
 
     def lease(self, appid: str, ttl_seconds: float) -> AbstractContextManager[None]:
         return self._lease(appid, ttl_seconds)
