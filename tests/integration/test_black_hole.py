@@ -31,7 +31,7 @@ from wxtoken.apps import AppsSource
 from wxtoken.budget import WECHAT_ANSWER_SECONDS, CallBudget
 from wxtoken.client import LambdaRefreshRequester
 from wxtoken.config import Settings, StoreKind
-from wxtoken.dedup import dynamodb_deduplicator, redis_deduplicator
+from wxtoken.dedup import dynamodb_deduplicator, store_deduplicator
 from wxtoken.errors import ConfigError, RefreshRequestError, StoreError, WxTokenError
 from wxtoken.store import open_store
 from wxtoken.store.base import RecordName
@@ -154,7 +154,7 @@ def test_dead_dedup_store_hands_the_message_to_the_handler_in_time(
         limit = budget.DEDUP
     else:
         store = RedisTokenStore.from_url(f"redis://127.0.0.1:{aws_at_hole.port}/0")
-        dedup = redis_deduplicator(store.client, expires_after_seconds=60)
+        dedup = store_deduplicator(store.dedup_backend(), expires_after_seconds=60)
         limit = budget.TOKEN_STORE
     dedup.register_context(FakeLambdaContext(function_name="wxtoken-webhook", remaining_seconds=6))
     ran: list[str] = []

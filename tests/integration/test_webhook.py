@@ -558,3 +558,23 @@ def test_with_the_dedup_store_down_a_plain_message_is_still_answered(webhook, pl
     assert response["statusCode"] == 200
     assert parse_xml(response["body"])["Content"] == "answer 1"
     assert calls == [5007]
+
+
+@pytest.mark.parametrize("system", ["redis"], indirect=True)
+def test_dedup_and_the_token_api_share_one_store_connection(webhook, system, player):
+    """Issue 11: the webhook used to open a second store (a second pool, a second AUTH) just
+    to reach its Redis client for dedup. One store per container now: sequential requests,
+    one connection."""
+    import redis
+
+    system.refresher().run(RefreshRequest(Trigger.SCHEDULED, system.clock()), Deadline.after(10))
+    admin = redis.Redis.from_url(system.env["REDIS_URL"])
+    before = int(admin.info("stats")["total_connections_received"])
+
+    query, body = player.message(text_xml("one store"), encrypted=True)
+    assert invoke(webhook, apigw_event("POST", PATH, query, body))["statusCode"] == 200
+    event = apigw_event("GET", f"/token/{APPID_A}", iam_user_arn="arn:aws:iam::123456789012:user/app")
+    assert invoke(webhook, event)["statusCode"] == 200
+
+    # the admin connection was opened by the first INFO; the webhook's one pool opened one
+    assert int(admin.info("stats")["total_connections_received"]) - before == 1

@@ -190,11 +190,16 @@ class TokenClient:
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, *, invoke_budget: CallBudget = READER_REFRESH_INVOKE
+        cls,
+        settings: Settings,
+        *,
+        store: TokenStore | None = None,
+        invoke_budget: CallBudget = READER_REFRESH_INVOKE,
     ) -> TokenClient:
         """Like :meth:`from_env`, from settings already read (say, by the webhook, which passes
-        its tighter ``invoke_budget`` for the refresh function's invoke)."""
-        store = open_store(settings)
+        the store it already opened and its tighter ``invoke_budget`` for the refresh
+        function's invoke)."""
+        store = store if store is not None else open_store(settings)
         wechat = build_wechat_api(settings)
         requester: RefreshRequester
         if settings.refresh_function_name:

@@ -20,6 +20,7 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
 
 from wxtoken.budget import DEDUP
 from wxtoken.observability import DUPLICATE_DELIVERY, count, logger
+from wxtoken.store.base import DedupBackend
 from wxtoken.wechat.replies import SUCCESS
 
 
@@ -90,19 +91,10 @@ class PowertoolsDeduplicator:
         return str(result["answer"])
 
 
-# Every dedup key in Redis starts with this (``wxtoken-dedup#<hash>``, and ``…:lock``), so
-# the webhook's Redis user can be allowed to write these keys and only read ``wxtoken:*``
-# (the ACL access string in template.yaml, WebhookRedisUser).
-REDIS_KEY_PREFIX = "wxtoken-dedup"
-
-
-def redis_deduplicator(client: Any, *, expires_after_seconds: int) -> PowertoolsDeduplicator:
-    from aws_lambda_powertools.utilities.idempotency.persistence.cache import CachePersistenceLayer
-
+def store_deduplicator(backend: DedupBackend, *, expires_after_seconds: int) -> PowertoolsDeduplicator:
+    """Dedup on the token store's own connection (see :meth:`TokenStore.dedup_backend`)."""
     return PowertoolsDeduplicator(
-        CachePersistenceLayer(client=client),
-        expires_after_seconds=expires_after_seconds,
-        key_prefix=REDIS_KEY_PREFIX,
+        backend.persistence_layer, expires_after_seconds=expires_after_seconds, key_prefix=backend.key_prefix
     )
 
 

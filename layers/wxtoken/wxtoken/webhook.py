@@ -21,7 +21,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from aws_lambda_powertools.metrics import MetricUnit
 
@@ -57,6 +57,10 @@ class Deduplicator(Protocol):
         """
         ...
 
+    def register_context(self, context: Any) -> None:
+        """The invocation's Lambda context, so an in-progress record expires with it."""
+        ...
+
 
 class NoDeduplication:
     """For local runs without a dedup store: every delivery runs the handler, and a replayed
@@ -64,6 +68,9 @@ class NoDeduplication:
 
     def once(self, key: str, produce: Callable[[], str], *, delivery: bool = True) -> str:
         return produce()
+
+    def register_context(self, context: Any) -> None:
+        """Nothing is kept, so nothing expires."""
 
 
 class Webhook:

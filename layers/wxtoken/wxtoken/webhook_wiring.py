@@ -12,9 +12,10 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from wxtoken.apps import WEBHOOK_SECRET, AppsSource
-from wxtoken.config import Settings, StoreKind
+from wxtoken.config import Settings
 from wxtoken.dispatch import MessageRouter
 from wxtoken.observability import logger
+from wxtoken.store import TokenStore, open_store
 from wxtoken.webhook import Deduplicator, NoDeduplication, Webhook
 
 if TYPE_CHECKING:
@@ -46,20 +47,17 @@ class WebhookRuntime:
             return self._tokens
 
     def register_context(self, context: Any) -> None:
-        register = getattr(self.dedup, "register_context", None)
-        if register is not None:
-            register(context)
+        self.dedup.register_context(context)
 
 
-def build_deduplicator(settings: Settings) -> Deduplicator:
-    """Redis when it is the token store, else the DynamoDB table, else none (local runs)."""
-    if settings.token_store is StoreKind.REDIS:
-        from wxtoken.dedup import redis_deduplicator
-        from wxtoken.store import open_store
+def build_deduplicator(settings: Settings, store: TokenStore) -> Deduplicator:
+    """On the token store when it can hold dedup records (its own connection: one pool and
+    one AUTH per container), else the DynamoDB table, else none (local runs)."""
+    backend = store.dedup_backend()
+    if backend is not None:
+        from wxtoken.dedup import store_deduplicator
 
-        client = getattr(open_store(settings), "client", None)
-        if client is not None:
-            return redis_deduplicator(client, expires_after_seconds=settings.dedup_seconds)
+        return store_deduplicator(backend, expires_after_seconds=settings.dedup_seconds)
     if settings.dedup_table:
         from wxtoken.dedup import dynamodb_deduplicator
 
@@ -89,13 +87,16 @@ def build_webhook_runtime(
 ) -> WebhookRuntime:
     settings = settings or Settings.from_env()
     apps = webhook_apps(settings)
-    dedup = build_deduplicator(settings)
+    # One store per container, shared by dedup and the token API. Opening it connects to
+    # nothing yet (a Redis Cluster excepted), so the message path pays only for what it uses.
+    store = open_store(settings)
+    dedup = build_deduplicator(settings, store)
     webhook = Webhook(settings=settings, apps=apps, router=router, dedup=dedup, clock=clock)
 
     def tokens() -> TokenClient:
         from wxtoken.budget import REFRESH_INVOKE
         from wxtoken.client import TokenClient
 
-        return TokenClient.from_settings(settings, invoke_budget=REFRESH_INVOKE)
+        return TokenClient.from_settings(settings, store=store, invoke_budget=REFRESH_INVOKE)
 
     return WebhookRuntime(settings, apps, webhook, dedup, tokens)

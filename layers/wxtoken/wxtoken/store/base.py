@@ -168,6 +168,16 @@ def decode(raw: str | bytes, what: str) -> dict[str, Any]:
     return value
 
 
+@dataclass(frozen=True, slots=True)
+class DedupBackend:
+    """Where a store keeps the webhook's dedup records: a powertools Idempotency persistence
+    layer on the store's own connection, and the prefix its keys must carry (an ACL may allow
+    the webhook to write those keys and no others)."""
+
+    persistence_layer: Any
+    key_prefix: str | None = None
+
+
 class TokenStore(Protocol):
     """Where the refresher writes and every reader reads.
 
@@ -185,7 +195,9 @@ class TokenStore(Protocol):
         """Store ``record`` unless the stored one has a ``fetched_at`` at least as new.
 
         Returns whether it was written. ``ttl_seconds`` lets a backend with expiry drop
-        the record when it is no longer valid; backends without expiry ignore it.
+        the record when it is no longer valid; backends without expiry ignore it. A backend
+        without an atomic compare (SSM) relies on its callers writing only while they hold
+        :meth:`lease`; every wxtoken writer does.
         """
         ...
 
@@ -216,6 +228,11 @@ class TokenStore(Protocol):
         damaged record is replaced like any other. Backends make the compare and the write
         atomic, or serialize them with :meth:`lease` (the refresher writes only under it).
         """
+        ...
+
+    def dedup_backend(self) -> DedupBackend | None:
+        """The webhook's dedup records on this store's own connection, or ``None`` when this
+        store cannot hold them (the webhook then uses its DynamoDB table)."""
         ...
 
     def lease(self, appid: str, ttl_seconds: float) -> AbstractContextManager[None]:

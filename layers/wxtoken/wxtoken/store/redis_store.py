@@ -29,7 +29,7 @@ from redis.retry import Retry
 
 from wxtoken.budget import TOKEN_STORE
 from wxtoken.errors import LeaseBusyError, StoreError
-from wxtoken.store.base import RecordName, decode, encode
+from wxtoken.store.base import DedupBackend, RecordName, decode, encode
 
 if TYPE_CHECKING:
     from redis import Redis
@@ -38,6 +38,9 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 KEY_PREFIX = "wxtoken"
+# Every dedup key starts with this (``wxtoken-dedup#<hash>``, and ``…:lock``), so the webhook's
+# Redis user may write these keys and only read ``wxtoken:*`` (template.yaml, WebhookRedisUser).
+DEDUP_KEY_PREFIX = "wxtoken-dedup"
 
 
 def _set_with_ttl(ttl_arg: str) -> str:
@@ -245,6 +248,16 @@ class RedisTokenStore:
         except _REDIS_ERRORS as exc:
             raise _store_error("write script", exc) from None
         return bool(written)
+
+    def dedup_backend(self) -> DedupBackend:
+        """powertools' cache persistence on this store's client (one pool, one AUTH per
+        container), keys prefixed :data:`DEDUP_KEY_PREFIX`."""
+        from aws_lambda_powertools.utilities.idempotency.persistence.cache import CachePersistenceLayer
+
+        # Redis and RedisCluster have what powertools' RedisClientProtocol asks (get, set,
+        # delete); only their typed signatures differ from the protocol's.
+        client: Any = self.client
+        return DedupBackend(CachePersistenceLayer(client=client), key_prefix=DEDUP_KEY_PREFIX)
 
     def lease(self, appid: str, ttl_seconds: float) -> AbstractContextManager[None]:
         """Hold ``wxtoken:{appid}:lease`` for the ``with`` block, or raise LeaseBusyError.

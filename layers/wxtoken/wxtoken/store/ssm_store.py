@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -88,24 +89,53 @@ class SSMTokenStore:
 
     def __init__(
         self,
-        client: Any,
+        client: Any = None,
         *,
         prefix: str = "/wxtoken",
         kms_key_id: str | None = None,
         clock: Callable[[], float] = time.time,
+        client_factory: Callable[[], Any] | None = None,
     ) -> None:
-        self.client = client
+        if client is None and client_factory is None:
+            raise ValueError("SSMTokenStore needs a client or a client_factory")
+        self._client = client
+        self._client_factory = client_factory
+        self._client_lock = threading.Lock()
         self.prefix = prefix.rstrip("/")
         self.kms_key_id = kms_key_id
         self.clock = clock
 
     @classmethod
     def from_settings(cls, settings: Settings, *, clock: Callable[[], float] = time.time) -> Self:
-        """A store on a new boto3 client (region and endpoint from the environment)."""
-        import boto3
+        """A store on a boto3 client of its own (region and endpoint from the environment),
+        built at its first call."""
 
-        client = boto3.client("ssm", config=CLIENT_CONFIG)
-        return cls(client, prefix=settings.parameter_prefix, kms_key_id=settings.kms_key_id, clock=clock)
+        def client() -> Any:
+            import boto3
+
+            return boto3.client("ssm", config=CLIENT_CONFIG)
+
+        return cls(
+            prefix=settings.parameter_prefix,
+            kms_key_id=settings.kms_key_id,
+            clock=clock,
+            client_factory=client,
+        )
+
+    @property
+    def client(self) -> Any:
+        """The boto3 ``ssm`` client, built at first use: a webhook that never reads the store
+        (its message path) does not pay for it at cold start."""
+        if self._client is None:
+            with self._client_lock:
+                if self._client is None and self._client_factory is not None:
+                    self._client = self._client_factory()
+        return self._client
+
+    def dedup_backend(self) -> None:
+        """SSM cannot hold dedup records (no expiry, a few writes per second): the webhook
+        uses its DynamoDB table."""
+        return None
 
     def parameter_name(self, appid: str, name: RecordName | str) -> str:
         return f"{self.prefix}/{appid}/{name}"
