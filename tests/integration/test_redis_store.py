@@ -4,14 +4,9 @@ from __future__ import annotations
 
 import json
 import logging
-import multiprocessing
-import os
-import random
 import time
 import traceback
-from collections import Counter
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pytest
 from redis.crc import key_slot
@@ -43,89 +38,11 @@ def store(redis_url: str) -> RedisTokenStore:
 # -- records ---------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("name", [RecordName.ACCESS_TOKEN, RecordName.JSAPI_TICKET])
-def test_credential_round_trips(store: RedisTokenStore, name: RecordName) -> None:
-    stored = credential()
-
-    assert store.write_if_newer(APPID, name, stored.to_record(name), ttl_seconds=7200)
-
-    record = store.read(APPID, name)
-    assert record is not None
-    assert Credential.from_record(name, record) == stored
-
-
-def test_read_of_a_missing_record_is_none(store: RedisTokenStore) -> None:
-    assert store.read(APPID, RecordName.ACCESS_TOKEN) is None
-
-
-@pytest.mark.parametrize(
-    ("name", "value_field"),
-    [(RecordName.ACCESS_TOKEN, "access_token"), (RecordName.JSAPI_TICKET, "ticket")],
-)
-def test_stored_json_is_exactly_the_record_contract(
-    store: RedisTokenStore, redis_server: RedisServer, name: RecordName, value_field: str
-) -> None:
-    store.write_if_newer(APPID, name, credential().to_record(name), ttl_seconds=None)
-
-    with redis_server.client() as client:
-        raw = client.get(f"wxtoken:{{{APPID}}}:{name}")
-    assert raw is not None
-    assert json.loads(raw) == {
-        value_field: "TOKEN-A",
-        "expires_at": 1_700_007_200,
-        "fetched_at": 1_700_000_000.123,
-    }
-
-
 def test_every_key_of_one_app_shares_a_cluster_slot() -> None:
     keys = [record_key(APPID, name) for name in RecordName] + [lease_key(APPID)]
 
     assert keys[0] == "wxtoken:{wx0123456789abcdef}:access_token"
     assert len({key_slot(key.encode()) for key in keys}) == 1
-
-
-@pytest.mark.parametrize("offset", [-0.001, 0.0], ids=["older", "equal"])
-def test_write_if_newer_refuses_an_older_or_equal_fetched_at(store: RedisTokenStore, offset: float) -> None:
-    name = RecordName.ACCESS_TOKEN
-    store.write_if_newer(APPID, name, credential("NEW", 1_700_000_000.5).to_record(name), None)
-
-    written = store.write_if_newer(
-        APPID, name, credential("OLD", 1_700_000_000.5 + offset).to_record(name), None
-    )
-
-    assert written is False
-    record = store.read(APPID, name)
-    assert record is not None
-    assert record["access_token"] == "NEW"
-
-
-def test_write_if_newer_replaces_a_record_one_millisecond_older(store: RedisTokenStore) -> None:
-    name = RecordName.ACCESS_TOKEN
-    store.write_if_newer(APPID, name, credential("OLD", 1_700_000_000.123).to_record(name), None)
-
-    assert store.write_if_newer(APPID, name, credential("NEW", 1_700_000_000.124).to_record(name), None)
-    assert store.read(APPID, name) == credential("NEW", 1_700_000_000.124).to_record(name)
-
-
-def test_write_if_newer_replaces_a_record_that_is_not_json(
-    store: RedisTokenStore, redis_server: RedisServer
-) -> None:
-    with redis_server.client() as client:
-        client.set(record_key(APPID, RecordName.ACCESS_TOKEN), "garbage")
-
-    assert store.write_if_newer(
-        APPID, RecordName.ACCESS_TOKEN, credential().to_record(RecordName.ACCESS_TOKEN), None
-    )
-
-
-def test_reading_a_record_that_is_not_json_raises_store_error(
-    store: RedisTokenStore, redis_server: RedisServer
-) -> None:
-    with redis_server.client() as client:
-        client.set(record_key(APPID, RecordName.ACCESS_TOKEN), "garbage")
-
-    with pytest.raises(StoreError, match="not JSON"):
-        store.read(APPID, RecordName.ACCESS_TOKEN)
 
 
 def test_ttl_seconds_becomes_the_key_expiry(store: RedisTokenStore, redis_server: RedisServer) -> None:
@@ -168,29 +85,6 @@ def test_a_server_error_becomes_store_error_naming_its_code(
 # -- lease -----------------------------------------------------------------------------------
 
 
-def test_lease_is_exclusive_and_released_after_the_block(store: RedisTokenStore, redis_url: str) -> None:
-    other = RedisTokenStore.from_url(redis_url)
-
-    with store.lease(APPID, 30), pytest.raises(LeaseBusyError), other.lease(APPID, 30):
-        pass
-
-    with other.lease(APPID, 30):
-        pass
-
-
-def test_lease_is_released_when_the_block_raises(store: RedisTokenStore) -> None:
-    with pytest.raises(RuntimeError), store.lease(APPID, 30):
-        raise RuntimeError("refresh failed")
-
-    with store.lease(APPID, 30):
-        pass
-
-
-def test_leases_of_different_apps_do_not_conflict(store: RedisTokenStore) -> None:
-    with store.lease(APPID, 30), store.lease("wx_other_app", 30):
-        pass
-
-
 def test_lease_whose_holder_overran_its_ttl_is_taken_and_the_late_release_keeps_it(
     store: RedisTokenStore, redis_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -211,52 +105,6 @@ def test_lease_whose_holder_overran_its_ttl_is_taken_and_the_late_release_keeps_
     with pytest.raises(LeaseBusyError), store.lease(APPID, 30):
         pass
     taken.__exit__(None, None, None)
-
-
-def _contend(url: str, log_path: str, rounds: int, start: Any) -> None:
-    """One process of the contest: take the lease ``rounds`` times, logging enter/exit."""
-    store = RedisTokenStore.from_url(url)
-    start.wait(timeout=30)
-    held = 0
-    deadline = time.monotonic() + 15
-    while held < rounds and time.monotonic() < deadline:
-        try:
-            with store.lease(APPID, 10):
-                with open(log_path, "a") as log:
-                    log.write(f"enter {os.getpid()}\n")
-                time.sleep(0.01)
-                with open(log_path, "a") as log:
-                    log.write(f"exit {os.getpid()}\n")
-            held += 1
-        except LeaseBusyError:
-            time.sleep(random.uniform(0.001, 0.01))
-
-
-def assert_one_holder_at_a_time(log_path: Path, processes: int, rounds: int) -> None:
-    lines = log_path.read_text().splitlines()
-    for enter, leave in zip(lines[::2], lines[1::2], strict=True):
-        assert enter.startswith("enter "), lines
-        assert leave == enter.replace("enter", "exit"), lines
-    holders = Counter(line.split()[1] for line in lines[::2])
-    assert sorted(holders.values()) == [rounds] * processes, holders
-
-
-def test_lease_contested_by_8_processes_is_held_by_one_at_a_time(redis_url: str, tmp_path: Path) -> None:
-    processes, rounds = 8, 2
-    log_path = tmp_path / "holders.log"
-    ctx = multiprocessing.get_context("spawn")
-    start = ctx.Event()
-    workers = [
-        ctx.Process(target=_contend, args=(redis_url, str(log_path), rounds, start)) for _ in range(processes)
-    ]
-    for worker in workers:
-        worker.start()
-    start.set()
-    for worker in workers:
-        worker.join(timeout=30)
-
-    assert [worker.exitcode for worker in workers] == [0] * processes
-    assert_one_holder_at_a_time(log_path, processes, rounds)
 
 
 # -- failures --------------------------------------------------------------------------------
