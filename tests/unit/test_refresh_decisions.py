@@ -4,8 +4,18 @@ from __future__ import annotations
 
 import pytest
 
-from wxtoken.refresh import RefreshRequest, TokenState, Trigger, probe_due, reason_to_refresh
-from wxtoken.store.base import Credential, MintIntent
+from wxtoken.errors import ForceRefreshRefusedError
+from wxtoken.refresh_rules import (
+    RefreshRequest,
+    TokenState,
+    Trigger,
+    fetched_at_after,
+    next_force_quota,
+    probe_due,
+    reason_to_refresh,
+    ticket_due,
+)
+from wxtoken.store.base import Credential, ForceQuota, MintIntent
 
 NOW = 1_800_000_000.0
 GOOD = Credential("tok", expires_at=int(NOW) + 3600, fetched_at=NOW - 3600)
@@ -70,3 +80,70 @@ def test_probes_of_many_apps_are_staggered():
     per_minute = [sum(probe_due(a, NOW + 60 * m, 300) for a in appids) for m in range(5)]
     assert sum(per_minute) == 40
     assert max(per_minute) < 40  # not all in one run
+
+
+TICKET_GOOD = Credential("ticket", expires_at=int(NOW) + 3600, fetched_at=GOOD.fetched_at + 1)
+
+
+@pytest.mark.parametrize(
+    ("ticket", "trigger", "requested_at", "due"),
+    [
+        (None, Trigger.GUARD, NOW, True),  # none, or damaged
+        (TICKET_GOOD, Trigger.GUARD, NOW, False),
+        (
+            Credential("t", int(NOW) + 3600, GOOD.fetched_at - 1),
+            Trigger.GUARD,
+            NOW,
+            True,
+        ),  # older than the token
+        (Credential("t", int(NOW) + 100, GOOD.fetched_at + 1), Trigger.GUARD, NOW, True),  # running low
+        (TICKET_GOOD, Trigger.FORCE, NOW, True),  # fetched before the forced refresh was asked for
+        (TICKET_GOOD, Trigger.FORCE, GOOD.fetched_at, False),
+    ],
+)
+def test_ticket_due(ticket, trigger, requested_at, due):
+    request = RefreshRequest(trigger, requested_at)
+    assert ticket_due(ticket, GOOD, request, NOW, guard_margin_seconds=240) is due
+
+
+# 2026-11-30 12:00 Beijing time, and the same day's quota record
+NOON = 1_796_011_200.0
+TODAY = "2026-11-30"
+
+
+@pytest.mark.parametrize(
+    ("quota", "now", "count", "refused"),
+    [
+        (None, NOON, 1, None),
+        (ForceQuota(TODAY, 5, NOON - 60, NOON - 60), NOON, 6, None),
+        (ForceQuota(TODAY, 19, NOON - 60, NOON - 60), NOON, 20, None),
+        (ForceQuota(TODAY, 20, NOON - 60, NOON - 60), NOON, None, "20 forced"),
+        (ForceQuota(TODAY, 3, NOON - 10, NOON - 10), NOON, None, "10s ago"),
+        (ForceQuota(TODAY, 3, NOON - 30, NOON - 30), NOON, 4, None),  # exactly 30 s: allowed
+        (ForceQuota("2026-11-29", 20, NOON - 60, NOON - 60), NOON, 1, None),  # a new Beijing day
+        # 00:00 Beijing time is 16:00 UTC: 23:59:59 UTC+8 is still the old day
+        (ForceQuota(TODAY, 20, NOON, NOON), NOON + 12 * 3600 - 1, None, "20 forced"),
+        (ForceQuota(TODAY, 20, NOON, NOON), NOON + 12 * 3600, 1, None),
+    ],
+)
+def test_next_force_quota(quota, now, count, refused):
+    if refused:
+        with pytest.raises(ForceRefreshRefusedError, match=refused):
+            next_force_quota("wx1111111111111111", quota, now)
+        return
+    after = next_force_quota("wx1111111111111111", quota, now)
+    assert after.count == count
+    assert after.last_at == now
+
+
+@pytest.mark.parametrize(
+    ("now", "previous", "expected"),
+    [
+        (NOW, [], NOW),
+        (NOW, [GOOD], NOW),  # the clock is ahead of the record
+        (NOW - 7200, [GOOD], GOOD.fetched_at + 0.001),  # a clock behind the record's writer
+        (NOW, [None, MintIntent(NOW + 5, settled=False, fetched_at=NOW + 5)], NOW + 5.001),
+    ],
+)
+def test_fetched_at_is_strictly_after_every_previous_record(now, previous, expected):
+    assert fetched_at_after(now, *previous) == pytest.approx(expected)

@@ -25,8 +25,6 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
-from enum import StrEnum
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
@@ -36,7 +34,6 @@ from wxtoken.config import Settings, TokenAPI
 from wxtoken.deadline import Deadline
 from wxtoken.errors import (
     DamagedRecordError,
-    ForceRefreshRefusedError,
     LeaseBusyError,
     MisconfiguredAppError,
     RefreshInProgressError,
@@ -60,6 +57,19 @@ from wxtoken.observability import (
     record,
     tracer,
 )
+from wxtoken.refresh_rules import (
+    FORCE_REFRESH_DAILY_LIMIT,
+    FORCE_REFRESH_MIN_INTERVAL,
+    WECHAT_TZ,
+    RefreshRequest,
+    TokenState,
+    Trigger,
+    fetched_at_after,
+    next_force_quota,
+    probe_due,
+    reason_to_refresh,
+    ticket_due,
+)
 from wxtoken.store.base import (
     PLAUSIBLE_AHEAD_SECONDS,
     Credential,
@@ -72,11 +82,20 @@ from wxtoken.store.base import (
 )
 from wxtoken.wechat.api import Grant, WeChatAPI
 
-# WeChat's limits on stable_token force_refresh (getStableAccessToken: 每天限用20次, 间隔至少30s).
-FORCE_REFRESH_DAILY_LIMIT = 20
-FORCE_REFRESH_MIN_INTERVAL = 30.0
-# WeChat's day (for its daily quotas) is Beijing time.
-WECHAT_TZ = timezone(timedelta(hours=8))
+__all__ = [
+    "FORCE_REFRESH_DAILY_LIMIT",
+    "FORCE_REFRESH_MIN_INTERVAL",
+    "PROBE_PATH",
+    "WECHAT_TZ",
+    "RefreshReport",
+    "RefreshRequest",
+    "Refresher",
+    "TokenState",
+    "Trigger",
+    "probe_due",
+    "reason_to_refresh",
+]
+
 _MAX_PARALLEL_APPS = 8
 _LEASE_RETRY_SECONDS = 2.0
 # Reporting every app's time to expiry after a run is skipped with less time than this left.
@@ -87,21 +106,6 @@ PROBE_PATH = "/cgi-bin/get_api_domain_ip"
 _PROBE_SECONDS = 5.0
 # Mint intents live on in Redis this long (SSM keeps them until replaced).
 _INTENT_TTL_SECONDS = 2 * 86400
-
-
-class Trigger(StrEnum):
-    SCHEDULED = "scheduled"
-    GUARD = "guard"
-    FORCE = "force"
-    COMPARE = "compare"
-
-
-@dataclass(frozen=True, slots=True)
-class RefreshRequest:
-    trigger: Trigger
-    requested_at: float
-    appids: tuple[str, ...] | None = None  # None: every app in the secret
-    invalid_token: str | None = field(default=None, repr=False)
 
 
 @dataclass(slots=True)
@@ -120,68 +124,6 @@ class _Outcome:
     refreshed: bool = False
     skipped_reason: str | None = None
     errors: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True, slots=True)
-class TokenState:
-    """What the store holds for one app's token, as the refresher decides on it.
-
-    ``raw`` is the record exactly as stored (what the write compares against); ``damaged``
-    says it could not be read as a token; ``suspect`` that a call which may have minted a
-    newer token (so WeChat retires the stored one within 5 minutes) never stored its answer.
-    """
-
-    raw: str | None = field(repr=False)
-    credential: Credential | None
-    damaged: bool = False
-    suspect: bool = False
-    intent: MintIntent | None = None
-    intent_raw: str | None = field(default=None, repr=False)
-
-
-def reason_to_refresh(
-    request: RefreshRequest, state: TokenState, now: float, guard_margin_seconds: float
-) -> str | None:
-    """Why ``request`` must refresh the token in ``state`` at ``now``, or ``None``.
-
-    Whatever the trigger, a damaged record, no token, an expired token and a suspect token
-    are replaced: they are what readers would otherwise get 40001 or 503 for. Then the guard
-    refreshes a token with less than its margin left; a compare-and-refresh a token that is
-    still the rejected one; a scheduled or forced run one fetched before it was asked for.
-    """
-    stored = state.credential
-    if state.damaged:
-        return "stored record is damaged"
-    if stored is None:
-        return "no token stored"
-    if stored.seconds_left(now) <= 0:
-        return "stored token expired"
-    if state.suspect:
-        return "a token call's answer was lost: WeChat retires the stored token within 5 minutes"
-    match request.trigger:
-        case Trigger.GUARD:
-            if stored.seconds_left(now) < guard_margin_seconds:
-                return f"stored token expires in {int(stored.seconds_left(now))}s"
-            return None
-        case Trigger.COMPARE:
-            return "stored token was rejected by WeChat" if stored.value == request.invalid_token else None
-        case Trigger.SCHEDULED | Trigger.FORCE:
-            return None if stored.fetched_at >= request.requested_at else request.trigger.value
-    return None  # pragma: no cover - every trigger is matched above
-
-
-def probe_due(appid: str, requested_at: float, period_seconds: int) -> bool:
-    """Whether the guard run asked for at ``requested_at`` probes ``appid`` (stateless).
-
-    The guard fires every minute; an app is probed every ``period_seconds`` (rounded to
-    whole minutes, 0 = never), on minutes staggered by appid so that many apps do not all
-    call WeChat in the same run.
-    """
-    if period_seconds <= 0:
-        return False
-    every = max(1, round(period_seconds / 60))
-    offset = sum(appid.encode()) % every
-    return (int(requested_at // 60) + offset) % every == 0
 
 
 def _parallel[T, R](work: Callable[[T], R], items: Sequence[T]) -> list[R]:
@@ -204,8 +146,10 @@ class Refresher:
         apps: AppsSource,
         clock: Callable[[], float] = time.time,
         sleep: Callable[[float], None] = time.sleep,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._settings = settings
+        self._monotonic = monotonic
         self._store = store
         self._wechat = wechat
         self._apps = apps
@@ -402,12 +346,12 @@ class Refresher:
             reason = reason_to_refresh(request, state, self._clock(), self._settings.guard_margin_seconds)
             if reason is None:
                 return _Outcome(app.appid, skipped_reason=self._why_not(request))
-            if time.monotonic() >= next_lease_try:
+            if self._monotonic() >= next_lease_try:
                 with ExitStack() as held:
                     try:
                         held.enter_context(self._store.lease(app.appid, self._settings.lease_seconds))
                     except LeaseBusyError:
-                        next_lease_try = time.monotonic() + _LEASE_RETRY_SECONDS
+                        next_lease_try = self._monotonic() + _LEASE_RETRY_SECONDS
                     else:
                         return self._refresh_under_lease(app, request, deadline)
             wait = backoff * (0.5 + random.random())  # noqa: S311 - jitter, not crypto
@@ -590,32 +534,16 @@ class Refresher:
             )
 
     def _spend_force_quota(self, appid: str) -> None:
-        """Count a stable_token force_refresh before making it; refuse past WeChat's limits.
-
-        Called under the lease, so the read-modify-write of the counter is not racy.
-        """
-        now = self._clock()
-        today = datetime.fromtimestamp(now, WECHAT_TZ).strftime("%Y-%m-%d")
-        raw = self._store.read(appid, RecordName.FORCE_REFRESH_QUOTA)
-        quota = ForceQuota.from_record(raw) if raw else None
-        if quota is not None and quota.day == today:
-            if quota.count >= FORCE_REFRESH_DAILY_LIMIT:
-                raise ForceRefreshRefusedError(
-                    f"{appid} has used WeChat's {FORCE_REFRESH_DAILY_LIMIT} forced stable_token "
-                    "refreshes for today; the count resets at 00:00 Beijing time. A normal "
-                    'refresh ({"action": "scheduled"}) still works.'
-                )
-            since = now - quota.last_at
-            if since < FORCE_REFRESH_MIN_INTERVAL:
-                raise ForceRefreshRefusedError(
-                    f"{appid} was force-refreshed {since:.0f}s ago; WeChat ignores forced refreshes "
-                    f"less than {FORCE_REFRESH_MIN_INTERVAL:.0f}s apart. Try again in "
-                    f"{FORCE_REFRESH_MIN_INTERVAL - since:.0f}s."
-                )
-            count = quota.count + 1
-        else:
-            count = 1
-        record = ForceQuota(day=today, count=count, last_at=now, fetched_at=now)
+        """Count a stable_token force_refresh before making it; refuse past WeChat's limits
+        (:func:`next_force_quota`). Called under the lease, so the read-modify-write of the
+        counter is not racy. A damaged counter counts as none: WeChat's own limit (45009)
+        still stands behind it."""
+        try:
+            raw = self._store.read(appid, RecordName.FORCE_REFRESH_QUOTA)
+            quota = ForceQuota.from_record(raw) if raw else None
+        except DamagedRecordError:
+            quota = None
+        record = next_force_quota(appid, quota, self._clock())
         self._store.write_if_newer(appid, RecordName.FORCE_REFRESH_QUOTA, record.to_record(), 2 * 86400)
 
     # --- the jsapi ticket ------------------------------------------------------------
@@ -639,13 +567,7 @@ class Refresher:
                 ticket = Credential.from_record(RecordName.JSAPI_TICKET, raw) if raw else None
             except DamagedRecordError:
                 ticket = None  # replaced below, like a missing one
-            due = (
-                ticket is None
-                or ticket.fetched_at < token.fetched_at
-                or ticket.seconds_left(now) < self._settings.guard_margin_seconds
-                or (request.trigger is Trigger.FORCE and ticket.fetched_at < request.requested_at)
-            )
-            if not due:
+            if not ticket_due(ticket, token, request, now, self._settings.guard_margin_seconds):
                 return None
             with self._store.lease(app.appid, self._settings.lease_seconds):
                 asked_at = self._clock()
@@ -726,8 +648,7 @@ class Refresher:
             return None
 
     def _fetched_at_after(self, *previous: Credential | MintIntent | None) -> float:
-        """Now, but strictly after every given record (clocks of containers differ)."""
-        return max([self._clock(), *(p.fetched_at + 0.001 for p in previous if p is not None)])
+        return fetched_at_after(self._clock(), *previous)
 
     @staticmethod
     def _credential(grant: Grant, asked_at: float, fetched_at: float) -> Credential:
