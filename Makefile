@@ -79,8 +79,18 @@ test: venv ## Lint, type-check and run every test (unit and integration)
 	@# explicit_package_bases (pyproject.toml) names each handler functions.<name>.app,
 	@# so the functions' app.py files do not clash.
 	$(VENV)/bin/mypy layers/wxtoken/wxtoken functions
+	@# devtools and bench are products of their own: strict too.
+	$(VENV)/bin/mypy devtools bench
 	@# pytest exits 5 when it collects no tests; like any non-zero status, that fails make.
 	$(VENV)/bin/pytest
+
+.PHONY: unit
+unit: venv ## Unit tests only: pure logic, no Redis, no moto, no sockets (seconds)
+	$(VENV)/bin/pytest tests/unit
+
+.PHONY: integration
+integration: venv ## Integration, end-to-end and fuzz tests (spawned redis-server, moto, the WeChat stand-in)
+	$(VENV)/bin/pytest tests/integration tests/e2e tests/fuzz
 
 .PHONY: validate
 validate: sam-venv ## Validate template.yaml (sam validate --lint, cfn-lint incl. AWS China)

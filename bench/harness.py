@@ -235,7 +235,7 @@ class Services:
 def _moto_server() -> Iterator[str]:
     # The tests' serialized moto server (moto's backends are not thread-safe; SSM's
     # conditional put must stay atomic for the lease), in a process of its own.
-    from tests.fixtures.aws import serve_moto_forever
+    from devtools.moto_server import serve_moto_forever
 
     context = multiprocessing.get_context("spawn")
     port_out = context.Queue()

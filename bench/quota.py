@@ -54,12 +54,9 @@ def deployed_schedules() -> list[Schedule]:
     """The refresh function's ScheduleV2 events in template.yaml: rate and payload."""
     import yaml
 
-    class Loader(yaml.SafeLoader):
-        pass
+    from devtools.sam_template import CloudFormationLoader
 
-    # CloudFormation short tags (!Ref, !Sub, …): their values do not matter here.
-    Loader.add_multi_constructor("!", lambda loader, suffix, node: None)
-    template = yaml.load((ROOT / "template.yaml").read_text(encoding="utf-8"), Loader=Loader)  # noqa: S506
+    template = yaml.load((ROOT / "template.yaml").read_text(encoding="utf-8"), Loader=CloudFormationLoader)  # noqa: S506
     schedules = []
     for resource in template["Resources"].values():
         for name, event in ((resource.get("Properties") or {}).get("Events") or {}).items():
@@ -125,7 +122,7 @@ def simulate(services: Services, store: str) -> Day:
         raw = reader.read(APPID, RecordName.ACCESS_TOKEN)
         if raw is None:
             return False
-        return wechat.is_valid(APPID, Credential.from_record(RecordName.ACCESS_TOKEN, raw).value)
+        return bool(wechat.is_valid(APPID, Credential.from_record(RecordName.ACCESS_TOKEN, raw).value))
 
     started = time.monotonic()
     for minute in range(MINUTES):

@@ -194,10 +194,6 @@ def _preferring[T](start: Callable[[int], T], port: int) -> T:
         return start(0)
 
 
-def port_of(url: str) -> int:
-    return urlsplit(url).port or 80
-
-
 def answers(url: str, timeout: float = 0.5) -> bool:
     """Whether something accepts TCP connections at the URL's host and port."""
     split = urlsplit(url)

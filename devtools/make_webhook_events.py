@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 from devtools.wechat_player import WeChatPlayer, apigw_event, event_xml, text_xml
 
@@ -24,7 +25,7 @@ EVENTS = Path(__file__).parents[1] / "events"
 def main() -> None:
     player = WeChatPlayer(APPID, TOKEN, AES_KEY)
     path = f"/wechat/{APPID}"
-    fixed = {"timestamp": TIMESTAMP, "nonce": "1234567890"}
+    fixed: dict[str, Any] = {"timestamp": TIMESTAMP, "nonce": "1234567890"}
     events = {
         "webhook_verify.json": apigw_event("GET", path, player.verification("echo-1234567890", **fixed)),
         "webhook_text.json": apigw_event(

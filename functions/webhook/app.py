@@ -30,6 +30,7 @@ from wxtoken.errors import (
     PayloadTooLarge,
     SignatureMismatch,
     TokenUnavailableError,
+    Unauthenticated,
     UnknownAppError,
     WxTokenError,
 )
@@ -71,7 +72,7 @@ def token(appid: str) -> Response[dict[str, Any]]:
     # come through it (a misconfigured route, a direct invoke without an IAM identity).
     authorizer = (app.current_event.raw_event.get("requestContext") or {}).get("authorizer") or {}
     if not (authorizer.get("iam") or {}).get("userArn"):
-        raise SignatureMismatch("forbidden")
+        raise Unauthenticated("forbidden")
     runtime().apps.get(appid)  # UnknownAppError → 404
     credential = runtime().tokens.credential(appid)
     return Response(
@@ -121,6 +122,11 @@ def _refuse(reason: str, status: int, text: str) -> Response[str]:
 @app.exception_handler(SignatureMismatch)
 def _forbidden(exc: SignatureMismatch) -> Response[str]:
     return _refuse("signature", 403, "forbidden")
+
+
+@app.exception_handler(Unauthenticated)
+def _unauthenticated(exc: Unauthenticated) -> Response[str]:
+    return _refuse("unauthenticated", 403, "forbidden")
 
 
 @app.exception_handler(UnknownAppError)

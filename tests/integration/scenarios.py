@@ -327,6 +327,8 @@ class Scenarios:
         for _ in range(2):  # a store read, then the cache
             response = self.webhook(event)
             assert json.loads(response["body"])["access_token"] == self.system.stored(APPID_A).value
+        # a request that bypassed the route's AWS_IAM authorization
+        assert self.webhook(apigw_event("GET", f"/token/{APPID_A}"))["statusCode"] == 403
 
     # --- a reader
     def token_client(self) -> None:

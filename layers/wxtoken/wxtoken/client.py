@@ -25,7 +25,7 @@ same token rejected, the refresh function is asked once.
 from __future__ import annotations
 
 import hashlib
-import json
+import json as jsonlib  # `json` is call()'s parameter, as in requests
 import threading
 import time
 from collections.abc import Callable, Hashable, Mapping
@@ -214,11 +214,6 @@ class TokenClient:
             )
             requester = InProcessRefreshRequester(refresher)
         return cls(store=store, wechat=wechat, refresher=requester)
-
-    @property
-    def store(self) -> TokenStore:
-        """The store this client reads (its connection can be shared, e.g. for dedup)."""
-        return self._store
 
     # --- reading ---------------------------------------------------------------------
     def access_token(self, appid: str) -> str:
@@ -454,7 +449,7 @@ class LambdaRefreshRequester:
     def compare_and_refresh(self, appid: str, invalid_token: str) -> None:
         from botocore.exceptions import BotoCoreError, ClientError
 
-        payload = json.dumps({"appid": appid, "invalid_token": invalid_token}).encode()
+        payload = jsonlib.dumps({"appid": appid, "invalid_token": invalid_token}).encode()
         try:
             response = self._lambda().invoke(
                 FunctionName=self.function_name, InvocationType="RequestResponse", Payload=payload
@@ -490,7 +485,7 @@ class LambdaRefreshRequester:
 def _error_message(body: bytes, invalid_token: str) -> str:
     """The function's ``errorType: errorMessage``, with the rejected token masked just in case."""
     try:
-        error = json.loads(body)
+        error = jsonlib.loads(body)
     except ValueError:
         error = None
     if isinstance(error, dict):

@@ -74,6 +74,12 @@ class Settings:
     # WeChat retries a callback 3 times within about 15 s; keep answers a good while longer.
     dedup_seconds: int = 3600
 
+    def __post_init__(self) -> None:
+        # The one check of what every Redis store needs, however the settings were made
+        # (from_env, or directly by a test or a tool).
+        if self.token_store is StoreKind.REDIS and not self.redis_url:
+            raise ConfigError("TOKEN_STORE=redis needs REDIS_URL (redis://… or rediss://…)")
+
     @property
     def min_stored_lifetime_seconds(self) -> int:
         """A freshly stored token must outlive the moment the guard would next replace it."""
@@ -90,11 +96,8 @@ class Settings:
             )
         store = _enum(env, "TOKEN_STORE", StoreKind, StoreKind.SSM)
         redis_url = env.get("REDIS_URL", "").strip() or None
-        if store is StoreKind.REDIS:
-            if not redis_url:
-                raise ConfigError("TOKEN_STORE=redis needs REDIS_URL (redis://… or rediss://…)")
-            if urlsplit(redis_url).scheme not in {"redis", "rediss"}:
-                raise ConfigError("REDIS_URL must start with redis:// or rediss://")
+        if store is StoreKind.REDIS and redis_url and urlsplit(redis_url).scheme not in {"redis", "rediss"}:
+            raise ConfigError("REDIS_URL must start with redis:// or rediss://")
         prefix = env.get("TOKEN_PARAMETER_PREFIX", "/wxtoken").strip() or "/wxtoken"
         if not prefix.startswith("/") or prefix.endswith("/"):
             raise ConfigError("TOKEN_PARAMETER_PREFIX must start with '/' and not end with '/'")

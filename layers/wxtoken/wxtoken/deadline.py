@@ -16,6 +16,9 @@ class _LambdaContext(Protocol):
 
 
 class Deadline:
+    """A point in monotonic time that work must finish by; :meth:`remaining` says how long is
+    left, :meth:`capped` gives a nearer one (a WeChat call inside a lease, say)."""
+
     def __init__(self, expires_at: float, clock: Callable[[], float] = time.monotonic) -> None:
         self._expires_at = expires_at
         self._clock = clock

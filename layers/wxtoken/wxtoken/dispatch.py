@@ -27,6 +27,10 @@ H = TypeVar("H", bound=Handler)
 
 
 class MessageRouter:
+    """Maps WeChat's messages to your handlers: ``@router.message("text")``,
+    ``@router.event("subscribe")``, ``@router.default``. A handler returns a reply (or
+    ``None`` for ``success``); :meth:`dispatch` picks the handler for one message."""
+
     def __init__(self) -> None:
         self._messages: dict[str, Handler] = {}
         self._events: dict[str, Handler] = {}

@@ -130,6 +130,11 @@ class SignatureMismatch(BadRequest):
     """The request is not signed by WeChat: signature missing or wrong, or the timestamp is stale (403)."""
 
 
+class Unauthenticated(BadRequest):
+    """A token API request without an IAM identity: the route's AWS_IAM authorization was
+    bypassed (a misconfigured route, a direct invoke) (403)."""
+
+
 class PayloadTooLarge(BadRequest):
     """The request body is larger than any callback WeChat sends (413)."""
 

@@ -93,7 +93,7 @@ METRIC_NAMES: Final = frozenset(
         COLD_START,
     }
 )
-REJECT_REASONS: Final = ("signature", "unknown_app", "too_large", "malformed")
+REJECT_REASONS: Final = ("signature", "unauthenticated", "unknown_app", "too_large", "malformed")
 TRANSPORT_ERRCODE: Final = "transport"
 
 

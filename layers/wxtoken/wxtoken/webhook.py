@@ -74,6 +74,11 @@ class NoDeduplication:
 
 
 class Webhook:
+    """WeChat's server callbacks for every app of the secret: :meth:`verify_url` for the URL
+    check, :meth:`receive` for messages (plain, safe, compatible mode). Raises the typed
+    :class:`~wxtoken.errors.BadRequest` family; runs the handler once per delivery, inside
+    WeChat's 5 s."""
+
     def __init__(
         self,
         *,

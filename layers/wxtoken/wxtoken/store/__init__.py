@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from typing import cast
 
 from wxtoken.config import Settings, StoreKind
 from wxtoken.errors import ConfigError, StoreError
@@ -29,13 +30,12 @@ def open_store(settings: Settings, *, clock: Callable[[], float] = time.time) ->
     if settings.token_store is StoreKind.REDIS:
         from wxtoken.store.redis_store import RedisTokenStore
 
-        if not settings.redis_url:
-            raise ConfigError("TOKEN_STORE=redis needs REDIS_URL (redis://… or rediss://…)")
+        url = cast(str, settings.redis_url)  # Settings refuses a Redis store without one
         username, password = (None, None)
         if settings.redis_auth_secret_id:
             username, password = _redis_auth(settings.redis_auth_secret_id, settings.secret_cache_seconds)
         return RedisTokenStore.from_url(
-            settings.redis_url,
+            url,
             cluster=settings.redis_cluster,
             username=username,
             password=password,

@@ -74,6 +74,10 @@ class Grant:
 
 
 class WeChatAPI:
+    """WeChat's HTTP API: the token endpoints, the jsapi ticket and any authenticated call,
+    with one retry policy bounded by the caller's :class:`Deadline` (module docstring).
+    Raises :class:`~wxtoken.errors.WeChatAPIError` subclasses; never a requests exception."""
+
     def __init__(
         self,
         base_url: str,

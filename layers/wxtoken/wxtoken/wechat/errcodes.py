@@ -20,7 +20,6 @@ from wxtoken.errors import (
     WeChatAPIError,
 )
 
-SYSTEM_BUSY: Final = -1
 # On API calls these three mean "the access_token you sent is no good".
 TOKEN_REJECTED_CODES: Final = frozenset({40001, 40014, 42001})
 
