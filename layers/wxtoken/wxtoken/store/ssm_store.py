@@ -218,10 +218,7 @@ class SSMTokenStore:
         }
         if self.kms_key_id:
             params["KeyId"] = self.kms_key_id
-        try:
-            response = self.client.put_parameter(**params)
-        except (ClientError, BotoCoreError) as exc:
-            raise _store_error("PutParameter", exc) from None
+        response = self._call("PutParameter", lambda: self.client.put_parameter(**params))
         return int(response.get("Version", 0))
 
     # -- lease -----------------------------------------------------------------------------
@@ -285,15 +282,14 @@ class SSMTokenStore:
         # ``expires_at`` (the writer's clock) is kept for wxtoken versions that judged leases
         # by it; this version reads ``ttl`` against SSM's own times.
         value = json.dumps({"owner": owner, "ttl": ttl_seconds, "expires_at": self.clock() + ttl_seconds})
-        try:
-            self.client.put_parameter(Name=name, Value=value, Type="String", Overwrite=False, Tier="Standard")
-        except ClientError as exc:
-            if _error_code(exc) == "ParameterAlreadyExists":
-                return False
-            raise _store_error("PutParameter", exc) from None
-        except BotoCoreError as exc:
-            raise _store_error("PutParameter", exc) from None
-        return True
+        put = self._call(
+            "PutParameter",
+            lambda: self.client.put_parameter(
+                Name=name, Value=value, Type="String", Overwrite=False, Tier="Standard"
+            ),
+            tolerated="ParameterAlreadyExists",
+        )
+        return put is not None
 
     def _read_lease(self, name: str) -> _Lease | None:
         """The stored lease, judged on SSM's clock; one we cannot read counts as expired."""
@@ -342,21 +338,28 @@ class SSMTokenStore:
 
     def _get_parameter(self, name: str, *, decrypt: bool) -> dict[str, Any] | None:
         """GetParameter's whole answer (its value, SSM's times and headers), or ``None``."""
-        try:
-            response: dict[str, Any] = self.client.get_parameter(Name=name, WithDecryption=decrypt)
-        except ClientError as exc:
-            if _error_code(exc) == "ParameterNotFound":
-                return None
-            raise _store_error("GetParameter", exc) from None
-        except BotoCoreError as exc:
-            raise _store_error("GetParameter", exc) from None
+        response: dict[str, Any] | None = self._call(
+            "GetParameter",
+            lambda: self.client.get_parameter(Name=name, WithDecryption=decrypt),
+            tolerated="ParameterNotFound",
+        )
         return response
 
     def _delete(self, name: str) -> None:
+        self._call(
+            "DeleteParameter", lambda: self.client.delete_parameter(Name=name), tolerated="ParameterNotFound"
+        )
+
+    @staticmethod
+    def _call(operation: str, call: Callable[[], Any], *, tolerated: str | None = None) -> Any:
+        """``call()``'s answer; ``None`` when SSM answers with the ``tolerated`` error code
+        (a parameter already there, or not there); any other failure a :class:`StoreError`
+        naming the operation and AWS's code only, never a value."""
         try:
-            self.client.delete_parameter(Name=name)
+            return call()
         except ClientError as exc:
-            if _error_code(exc) != "ParameterNotFound":
-                raise _store_error("DeleteParameter", exc) from None
+            if tolerated is not None and _error_code(exc) == tolerated:
+                return None
+            raise _store_error(operation, exc) from None
         except BotoCoreError as exc:
-            raise _store_error("DeleteParameter", exc) from None
+            raise _store_error(operation, exc) from None

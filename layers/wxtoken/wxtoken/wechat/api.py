@@ -195,7 +195,7 @@ class WeChatAPI:
                 break
             timeout = (min(self._connect_timeout, left), min(self._read_timeout, left))
             try:
-                payload = self._timed(endpoint, method, url, path, params, json, timeout)
+                payload = self._once(endpoint, method, url, path, params, json, timeout)
                 errcode = payload.get("errcode", 0)
                 if errcode not in (0, None):
                     raise error_for(_as_int(errcode), str(payload.get("errmsg", "")), on_token_api=token_api)
@@ -237,7 +237,7 @@ class WeChatAPI:
         last.processed_earlier = processed_earlier
         raise last from None
 
-    def _timed(
+    def _once(
         self,
         endpoint: str,
         method: str,
@@ -247,58 +247,49 @@ class WeChatAPI:
         json: Any,
         timeout: tuple[float, float],
     ) -> dict[str, Any]:
-        """:meth:`_once`, reporting how long the round trip took, answered or not."""
+        """One HTTP attempt, its round trip reported (``WeChatApiLatency``) answered or not."""
         started = time.perf_counter()
         try:
-            return self._once(method, url, path, params, json, timeout)
+            try:
+                response = self._session.request(
+                    method, url, params=params, json=json, timeout=timeout, proxies=self._proxies
+                )
+            except requests.ConnectTimeout:
+                raise WeChatTransportError(
+                    f"could not connect to WeChat for {path} within {timeout[0]:.1f}s", maybe_processed=False
+                ) from None
+            except requests.Timeout:
+                raise WeChatTransportError(
+                    f"WeChat {path} did not answer within {timeout[1]:.1f}s", maybe_in_flight=True
+                ) from None
+            except requests.ConnectionError as exc:
+                refused = _never_connected(exc)
+                what = "could not connect to WeChat" if refused else "connection to WeChat broke"
+                raise WeChatTransportError(
+                    f"{what} for {path}", maybe_processed=not refused, maybe_in_flight=not refused
+                ) from None
+            except requests.RequestException as exc:
+                raise WeChatTransportError(
+                    f"request to WeChat {path} failed ({type(exc).__name__})"
+                ) from None
+            status = response.status_code
+            if status == 429:
+                raise WeChatTransportError(f"WeChat {path} answered HTTP 429", maybe_processed=False)
+            if status >= 500:
+                # A gateway's 502/504 may come while WeChat is still working on the request.
+                raise WeChatTransportError(f"WeChat {path} answered HTTP {status}", maybe_in_flight=True)
+            if status >= 400:
+                raise WeChatAPIError(None, f"WeChat {path} answered HTTP {status}")
+            try:
+                payload = response.json()
+            except ValueError:
+                raise WeChatTransportError(f"WeChat {path} answered with a body that is not JSON") from None
+            if not isinstance(payload, dict):
+                raise WeChatTransportError(f"WeChat {path} answered with JSON that is not an object")
+            return payload
         finally:
             elapsed_ms = (time.perf_counter() - started) * 1000
             put_metric(WECHAT_API_LATENCY, MetricUnit.Milliseconds, round(elapsed_ms, 1), Endpoint=endpoint)
-
-    def _once(
-        self,
-        method: str,
-        url: str,
-        path: str,
-        params: Mapping[str, Any] | None,
-        json: Any,
-        timeout: tuple[float, float],
-    ) -> dict[str, Any]:
-        try:
-            response = self._session.request(
-                method, url, params=params, json=json, timeout=timeout, proxies=self._proxies
-            )
-        except requests.ConnectTimeout:
-            raise WeChatTransportError(
-                f"could not connect to WeChat for {path} within {timeout[0]:.1f}s", maybe_processed=False
-            ) from None
-        except requests.Timeout:
-            raise WeChatTransportError(
-                f"WeChat {path} did not answer within {timeout[1]:.1f}s", maybe_in_flight=True
-            ) from None
-        except requests.ConnectionError as exc:
-            refused = _never_connected(exc)
-            what = "could not connect to WeChat" if refused else "connection to WeChat broke"
-            raise WeChatTransportError(
-                f"{what} for {path}", maybe_processed=not refused, maybe_in_flight=not refused
-            ) from None
-        except requests.RequestException as exc:
-            raise WeChatTransportError(f"request to WeChat {path} failed ({type(exc).__name__})") from None
-        status = response.status_code
-        if status == 429:
-            raise WeChatTransportError(f"WeChat {path} answered HTTP 429", maybe_processed=False)
-        if status >= 500:
-            # A gateway's 502/504 may come while WeChat is still working on the request.
-            raise WeChatTransportError(f"WeChat {path} answered HTTP {status}", maybe_in_flight=True)
-        if status >= 400:
-            raise WeChatAPIError(None, f"WeChat {path} answered HTTP {status}")
-        try:
-            payload = response.json()
-        except ValueError:
-            raise WeChatTransportError(f"WeChat {path} answered with a body that is not JSON") from None
-        if not isinstance(payload, dict):
-            raise WeChatTransportError(f"WeChat {path} answered with JSON that is not an object")
-        return payload
 
 
 def _grant(payload: dict[str, Any], field: str, path: str) -> Grant:
