@@ -108,7 +108,7 @@ def measure_first_requests(runs: int) -> dict[str, float]:
     from devtools.wechat_player import WeChatPlayer, apigw_event, text_xml
     from wxtoken.deadline import Deadline
     from wxtoken.refresh import RefreshRequest, Trigger
-    from wxtoken.wiring import build_refresher
+    from wxtoken.refresh.wiring import build_refresher
 
     with Services(redis=False) as services:
         services.reset(dedup_table=True)

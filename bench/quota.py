@@ -87,9 +87,9 @@ def simulate(services: Services, store: str) -> Day:
     from devtools.wechat_standin import HTTPStatus
     from tests.fixtures.wechat import FakeClock
     from wxtoken.deadline import Deadline
-    from wxtoken.refresh_events import parse_refresh_event
+    from wxtoken.refresh.events import parse_refresh_event
+    from wxtoken.refresh.wiring import build_refresher
     from wxtoken.store.base import Credential, RecordName
-    from wxtoken.wiring import build_refresher
 
     clock = services.clock
     assert isinstance(clock, FakeClock)

@@ -60,7 +60,7 @@ def storm(services: Services, store: str, processes: int) -> dict[str, Any]:
     """Token calls WeChat saw for one storm, and how the 200 calls ended."""
     from wxtoken.deadline import Deadline
     from wxtoken.refresh import RefreshRequest, Trigger
-    from wxtoken.wiring import build_refresher
+    from wxtoken.refresh.wiring import build_refresher
 
     services.reset()
     env = services.env(store)

@@ -70,7 +70,7 @@ def _setup(services: Services, store_kind: str) -> Any:
 
     from wxtoken.deadline import Deadline
     from wxtoken.refresh import RefreshRequest, Trigger
-    from wxtoken.wiring import build_refresher
+    from wxtoken.refresh.wiring import build_refresher
 
     services.reset()
     os.environ.update(services.env(store_kind))
@@ -83,7 +83,7 @@ def _setup(services: Services, store_kind: str) -> Any:
 def _client(settings: Any, clock: Any) -> tuple[Any, RoundTrips]:
     from wxtoken.client import TokenClient
     from wxtoken.store import open_store
-    from wxtoken.wiring import build_wechat_api
+    from wxtoken.wechat.wiring import build_wechat_api
 
     store = open_store(settings, clock=clock)
     client = TokenClient(store=store, wechat=build_wechat_api(settings), refresher=_NoRefresh(), clock=clock)

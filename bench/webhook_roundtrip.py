@@ -51,7 +51,7 @@ class Bench:
         from wxtoken.apps import AppsSource
         from wxtoken.config import Settings
         from wxtoken.webhook import NoDeduplication, Webhook
-        from wxtoken.webhook_wiring import WebhookRuntime
+        from wxtoken.webhook.wiring import WebhookRuntime
 
         secret = json.dumps({APPID: {"app_secret": "x", "token": TOKEN, "encoding_aes_key": AES_KEY}})
         self.settings = Settings.from_env(os.environ)
@@ -124,7 +124,7 @@ class Bench:
         back what the rows took away."""
         from defusedxml.ElementTree import fromstring
 
-        import wxtoken.webhook as webhook_module
+        import wxtoken.webhook.pipeline as webhook_module
         from wxtoken.observability import logger
         from wxtoken.wechat.messages import parse_encrypted_envelope, parse_message
 

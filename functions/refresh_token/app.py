@@ -1,7 +1,7 @@
 """Refresh Lambda: the only writer of WeChat access tokens (and jsapi tickets).
 
 Invoked by the 115-minute schedule, the 1-minute guard, a person forcing a refresh, and
-readers asking for a compare-and-refresh; payloads in :mod:`wxtoken.refresh_events`.
+readers asking for a compare-and-refresh; payloads in :mod:`wxtoken.refresh.events`.
 Returns ``{"refreshed": [...], "skipped": [...], "failed": [...]}``; when any app failed it
 raises after all apps ran, so Lambda's retries and the on-failure destination fire.
 """
@@ -19,8 +19,8 @@ from wxtoken.deadline import Deadline
 from wxtoken.errors import RefreshFailedError
 from wxtoken.observability import logger, metrics, tracer
 from wxtoken.refresh import Refresher
-from wxtoken.refresh_events import parse_refresh_event
-from wxtoken.wiring import build_refresher
+from wxtoken.refresh.events import parse_refresh_event
+from wxtoken.refresh.wiring import build_refresher
 
 
 @cache

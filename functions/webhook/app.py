@@ -35,7 +35,7 @@ from wxtoken.errors import (
     WxTokenError,
 )
 from wxtoken.observability import WEBHOOK_REJECTED, logger, metrics, put_metric, tracer
-from wxtoken.webhook_wiring import WebhookRuntime, build_webhook_runtime
+from wxtoken.webhook.wiring import WebhookRuntime, build_webhook_runtime
 
 app = APIGatewayHttpResolver()
 _LOGGED_CHARS = 64

@@ -15,7 +15,7 @@ The shipped example below echoes text and welcomes new followers; replace it.
 
 from __future__ import annotations
 
-from wxtoken.dispatch import MessageRouter
+from wxtoken.webhook.router import MessageRouter
 from wxtoken.wechat.messages import SubscribeEvent, TextMessage
 from wxtoken.wechat.replies import Reply, TextReply
 

@@ -16,10 +16,11 @@ from tests.fixtures.wechat import APPID_A, APPID_B, SECRET_A, SECRET_B
 from wxtoken.apps import AppsSource
 from wxtoken.config import Settings
 from wxtoken.refresh import Refresher
+from wxtoken.refresh.wiring import build_refresher
 from wxtoken.store import open_store
 from wxtoken.store.base import Credential, RecordName, TokenStore
 from wxtoken.store.ssm_store import SSMTokenStore
-from wxtoken.wiring import build_refresher, build_wechat_api
+from wxtoken.wechat.wiring import build_wechat_api
 
 APPS_SECRET_ID = "wxtoken/apps"
 

@@ -31,12 +31,12 @@ from wxtoken.apps import AppsSource
 from wxtoken.budget import WECHAT_ANSWER_SECONDS, CallBudget
 from wxtoken.client import LambdaRefreshRequester
 from wxtoken.config import Settings, StoreKind
-from wxtoken.dedup import dynamodb_deduplicator, store_deduplicator
 from wxtoken.errors import ConfigError, RefreshRequestError, StoreError, WxTokenError
 from wxtoken.store import open_store
 from wxtoken.store.base import RecordName
 from wxtoken.store.redis_store import RedisTokenStore
 from wxtoken.store.ssm_store import SSMTokenStore
+from wxtoken.webhook.dedup import dynamodb_deduplicator, store_deduplicator
 
 EVENTS = Path(__file__).parents[2] / "events"
 APPS_SECRET_ID = "wxtoken/apps"

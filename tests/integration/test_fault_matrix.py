@@ -38,7 +38,7 @@ from wxtoken.deadline import Deadline
 from wxtoken.refresh import Refresher, RefreshRequest, Trigger
 from wxtoken.store import open_store
 from wxtoken.store.base import Credential, RecordName, TokenStore
-from wxtoken.wiring import build_wechat_api
+from wxtoken.wechat.wiring import build_wechat_api
 
 APPS = (APPID_A, APPID_B)
 FIRST_MINUTE, LAST_MINUTE = -1, 9  # around the 115-minute mark (minute 0)

@@ -14,7 +14,7 @@ from wxtoken.apps import AppsSource
 from wxtoken.config import Settings
 from wxtoken.deadline import Deadline
 from wxtoken.refresh import RefreshRequest, Trigger
-from wxtoken.wiring import build_refresher
+from wxtoken.refresh.wiring import build_refresher
 
 CALLERS = 200
 

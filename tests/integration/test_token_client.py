@@ -25,13 +25,14 @@ from devtools.wechat_standin import ErrCode
 from tests.fixtures.aws import inject_error
 from tests.fixtures.lambda_context import FakeLambdaContext, load_handler
 from tests.fixtures.wechat import APPID_A, APPID_B, SECRET_A
-from wxtoken import client as client_module
-from wxtoken.client import InProcessRefreshRequester, LambdaRefreshRequester, TokenClient, get_client
+from wxtoken.client import LambdaRefreshRequester, TokenClient, get_client
+from wxtoken.client import token_client as client_module
 from wxtoken.deadline import Deadline
 from wxtoken.errors import RefreshRequestError, TokenRejectedError, TokenUnavailableError
 from wxtoken.refresh import RefreshRequest, Trigger
+from wxtoken.refresh.in_process import InProcessRefreshRequester
 from wxtoken.store.base import Credential, RecordName
-from wxtoken.wiring import build_wechat_api
+from wxtoken.wechat.wiring import build_wechat_api
 
 EVENTS = Path(__file__).parents[2] / "events"
 FUNCTION_NAME = "wxtoken-dev-RefreshTokenFunction"

@@ -71,7 +71,7 @@ def test_the_webhook_secret_is_optional_and_read_when_set():
 
 def test_the_webhook_reads_its_own_secret_when_one_is_named_and_the_apps_secret_otherwise():
     from wxtoken.apps import APPS_SECRET, WEBHOOK_SECRET
-    from wxtoken.webhook_wiring import webhook_apps
+    from wxtoken.webhook.wiring import webhook_apps
 
     split = webhook_apps(Settings.from_env({"WECHAT_APPS_SECRET_ID": "a", "WECHAT_WEBHOOK_SECRET_ID": "w"}))
     assert (split.secret_id, split.shape) == ("w", WEBHOOK_SECRET)

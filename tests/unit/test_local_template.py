@@ -19,7 +19,7 @@ from devtools.lambda_host import Invocation, render_log_line
 from devtools.local_system import LOCAL_PHYSICAL_IDS, STACK_NAME, lambda_environment
 from devtools.sam_template import SamTemplate, TemplateError, rate_seconds
 from wxtoken.refresh import Trigger
-from wxtoken.refresh_events import parse_refresh_event
+from wxtoken.refresh.events import parse_refresh_event
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from wxtoken.errors import ForceRefreshRefusedError
-from wxtoken.refresh_rules import (
+from wxtoken.refresh.rules import (
     RefreshRequest,
     TokenState,
     Trigger,

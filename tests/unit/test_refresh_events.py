@@ -7,7 +7,7 @@ import pytest
 
 from wxtoken.errors import InvalidEventError
 from wxtoken.refresh import Trigger
-from wxtoken.refresh_events import parse_refresh_event
+from wxtoken.refresh.events import parse_refresh_event
 
 EVENTS = Path(__file__).parents[2] / "events"
 NOW = 1_800_000_000.0

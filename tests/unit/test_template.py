@@ -17,7 +17,7 @@ from devtools.local_system import LOCAL_PHYSICAL_IDS, STACK_NAME
 from devtools.sam_template import NO_VALUE, CloudFormationLoader, SamTemplate
 from wxtoken.config import Settings
 from wxtoken.refresh import Trigger
-from wxtoken.refresh_events import parse_refresh_event
+from wxtoken.refresh.events import parse_refresh_event
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATE = ROOT / "template.yaml"

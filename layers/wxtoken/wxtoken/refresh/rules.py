@@ -23,7 +23,7 @@ WECHAT_TZ = timezone(timedelta(hours=8))
 
 
 class Trigger(StrEnum):
-    """What asked for a refresh (the payloads in :mod:`wxtoken.refresh_events`)."""
+    """What asked for a refresh (the payloads in :mod:`wxtoken.refresh.events`)."""
 
     SCHEDULED = "scheduled"
     GUARD = "guard"

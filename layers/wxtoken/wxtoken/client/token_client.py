@@ -25,16 +25,16 @@ same token rejected, the refresh function is asked once.
 from __future__ import annotations
 
 import hashlib
-import json as jsonlib  # `json` is call()'s parameter, as in requests
 import threading
 import time
 from collections.abc import Callable, Hashable, Mapping
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 from wxtoken.apps import AppsSource
 from wxtoken.budget import READER_REFRESH_INVOKE, CallBudget
+from wxtoken.client.requesters import LambdaRefreshRequester, RefreshRequester
 from wxtoken.config import Settings
 from wxtoken.deadline import Deadline
 from wxtoken.errors import (
@@ -45,19 +45,12 @@ from wxtoken.errors import (
     TokenUnavailableError,
 )
 from wxtoken.observability import TOKEN_CACHE_HIT, TOKEN_CACHE_MISS, count, logger
-from wxtoken.refresh import Refresher, RefreshRequest, Trigger
 from wxtoken.store import open_store
 from wxtoken.store.base import Credential, RecordName, TokenStore
 from wxtoken.wechat.api import WeChatAPI
-from wxtoken.wiring import build_wechat_api
+from wxtoken.wechat.wiring import build_wechat_api
 
-__all__ = [
-    "InProcessRefreshRequester",
-    "LambdaRefreshRequester",
-    "RefreshRequester",
-    "TokenClient",
-    "get_client",
-]
+__all__ = ["TokenClient", "get_client"]
 
 DEFAULT_CACHE_SECONDS = 60.0
 # A token with less than this left is not handed out: a call made with it could still be
@@ -68,23 +61,11 @@ DEFAULT_SAFETY_SECONDS = 30.0
 # the refresh function needs to repair things) while it is down or empty.
 DEFAULT_RETRY_SECONDS = 5.0
 DEFAULT_CALL_SECONDS = 10.0
-_IN_PROCESS_REFRESH_SECONDS = 20.0
 _FORCE_HINT = (
     "check the refresh function's errors and logs, or force a refresh: aws lambda invoke "
     "--function-name <RefreshTokenFunctionName> --cli-binary-format raw-in-base64-out "
     '--payload \'{{"force": true, "appid": "{appid}"}}\' /dev/stdout'
 )
-
-
-class RefreshRequester(Protocol):
-    """Asks the refresh function to replace a token WeChat rejected."""
-
-    def compare_and_refresh(self, appid: str, invalid_token: str) -> None:
-        """Return once the stored token is no longer ``invalid_token``.
-
-        Raises :class:`RefreshRequestError` when the refresh function failed.
-        """
-        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -205,7 +186,11 @@ class TokenClient:
         if settings.refresh_function_name:
             requester = LambdaRefreshRequester(settings.refresh_function_name, budget=invoke_budget)
         else:
-            # Shares this client's store and HTTP session rather than opening its own.
+            # Only then does a reader load the writer: it refreshes in this process, sharing
+            # this client's store and HTTP session rather than opening its own.
+            from wxtoken.refresh.in_process import InProcessRefreshRequester
+            from wxtoken.refresh.refresher import Refresher
+
             refresher = Refresher(
                 settings=settings,
                 store=store,
@@ -429,85 +414,6 @@ class TokenClient:
             self._failures[appid] = _Failure(digest, now, now + self._retry_seconds, str(exc))
             raise
         self._failures.pop(appid, None)
-
-
-class LambdaRefreshRequester:
-    """Asks the refresh Lambda function (``REFRESH_FUNCTION_NAME``) for a compare-and-refresh.
-
-    The reader's role needs ``lambda:InvokeFunction`` on it. Replaying the invocation is
-    safe (it refreshes only while the rejected token is still stored), so botocore retries.
-    """
-
-    def __init__(
-        self, function_name: str, client: Any = None, *, budget: CallBudget = READER_REFRESH_INVOKE
-    ) -> None:
-        self.function_name = function_name
-        self._client = client
-        self._budget = budget
-        self._client_lock = threading.Lock()
-
-    def compare_and_refresh(self, appid: str, invalid_token: str) -> None:
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        payload = jsonlib.dumps({"appid": appid, "invalid_token": invalid_token}).encode()
-        try:
-            response = self._lambda().invoke(
-                FunctionName=self.function_name, InvocationType="RequestResponse", Payload=payload
-            )
-            body = response["Payload"].read()
-        except ClientError as exc:
-            code = exc.response.get("Error", {}).get("Code") or "UnknownError"
-            raise RefreshRequestError(
-                f"could not invoke the refresh function {self.function_name} ({code}): check "
-                "that it exists and that this role may lambda:InvokeFunction it"
-            ) from None
-        except BotoCoreError as exc:
-            raise RefreshRequestError(
-                f"could not invoke the refresh function {self.function_name} ({type(exc).__name__})"
-            ) from None
-        if response.get("FunctionError"):
-            raise RefreshRequestError(
-                f"the refresh function {self.function_name} failed to replace the token of {appid}: "
-                f"{_error_message(body, invalid_token)}"
-            )
-
-    def _lambda(self) -> Any:
-        with self._client_lock:
-            if self._client is None:
-                import boto3
-
-                # A caller is waiting: fail with RefreshRequestError within its budget (the
-                # webhook's is a few seconds) rather than boto3's 60 s.
-                self._client = boto3.client("lambda", config=self._budget.botocore_config())
-            return self._client
-
-
-def _error_message(body: bytes, invalid_token: str) -> str:
-    """The function's ``errorType: errorMessage``, with the rejected token masked just in case."""
-    try:
-        error = jsonlib.loads(body)
-    except ValueError:
-        error = None
-    if isinstance(error, dict):
-        text = f"{error.get('errorType', 'Error')}: {error.get('errorMessage', '')}"
-    else:
-        text = "no error details returned; see the function's logs"
-    return text.replace(invalid_token, "***")[:2000]
-
-
-class InProcessRefreshRequester:
-    """Runs the compare-and-refresh in this process (when no refresh function is named)."""
-
-    def __init__(self, refresher: Refresher, *, clock: Callable[[], float] = time.time) -> None:
-        self._refresher = refresher
-        self._clock = clock
-
-    def compare_and_refresh(self, appid: str, invalid_token: str) -> None:
-        request = RefreshRequest(Trigger.COMPARE, self._clock(), (appid,), invalid_token=invalid_token)
-        report = self._refresher.run(request, Deadline.after(_IN_PROCESS_REFRESH_SECONDS))
-        errors = [failure["error"] for failure in report.failed if failure["appid"] == appid]
-        if errors:
-            raise RefreshRequestError(f"the compare-and-refresh of {appid} failed: {'; '.join(errors)}")
 
 
 _default_client: TokenClient | None = None

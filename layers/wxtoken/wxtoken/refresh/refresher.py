@@ -57,7 +57,7 @@ from wxtoken.observability import (
     record,
     tracer,
 )
-from wxtoken.refresh_rules import (
+from wxtoken.refresh.rules import (
     FORCE_REFRESH_DAILY_LIMIT,
     FORCE_REFRESH_MIN_INTERVAL,
     WECHAT_TZ,

@@ -27,9 +27,9 @@ from aws_lambda_powertools.metrics import MetricUnit
 
 from wxtoken.apps import AppConfig, AppsSource
 from wxtoken.config import Settings
-from wxtoken.dispatch import MessageRouter
 from wxtoken.errors import MalformedMessage, PayloadTooLarge, SignatureMismatch, UnknownAppError
 from wxtoken.observability import DEADLINE_FALLBACK, WEBHOOK_MESSAGE, count, logger, put_metric
+from wxtoken.webhook.router import MessageRouter
 from wxtoken.wechat.crypto import MessageCrypto
 from wxtoken.wechat.messages import Event, Message, parse_encrypted_envelope, parse_message
 from wxtoken.wechat.replies import SUCCESS, encrypted_reply, reply_to

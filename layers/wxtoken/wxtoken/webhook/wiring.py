@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING, Any
 
 from wxtoken.apps import WEBHOOK_SECRET, AppsSource
 from wxtoken.config import Settings
-from wxtoken.dispatch import MessageRouter
 from wxtoken.observability import logger
 from wxtoken.store import TokenStore, open_store
-from wxtoken.webhook import Deduplicator, NoDeduplication, Webhook
+from wxtoken.webhook.pipeline import Deduplicator, NoDeduplication, Webhook
+from wxtoken.webhook.router import MessageRouter
 
 if TYPE_CHECKING:
     from wxtoken.client import TokenClient
@@ -55,11 +55,11 @@ def build_deduplicator(settings: Settings, store: TokenStore) -> Deduplicator:
     one AUTH per container), else the DynamoDB table, else none (local runs)."""
     backend = store.dedup_backend()
     if backend is not None:
-        from wxtoken.dedup import store_deduplicator
+        from wxtoken.webhook.dedup import store_deduplicator
 
         return store_deduplicator(backend, expires_after_seconds=settings.dedup_seconds)
     if settings.dedup_table:
-        from wxtoken.dedup import dynamodb_deduplicator
+        from wxtoken.webhook.dedup import dynamodb_deduplicator
 
         return dynamodb_deduplicator(settings.dedup_table, expires_after_seconds=settings.dedup_seconds)
     logger.warning("no DEDUP_TABLE and no Redis store: WeChat's retries may run handlers twice")

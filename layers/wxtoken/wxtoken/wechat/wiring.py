@@ -1,20 +1,12 @@
-"""Builds the long-lived objects of a container from :class:`Settings`, once.
-
-Kept apart from the logic so tests build the same objects around a stand-in and a clock.
-"""
+"""Builds WeChat's API client from :class:`Settings`: readers and the writer both use it."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from urllib.parse import urlsplit
 
-from wxtoken.apps import AppsSource
 from wxtoken.config import Settings
 from wxtoken.errors import ConfigError
-from wxtoken.refresh import Refresher
 from wxtoken.secret_values import read_secret_string
-from wxtoken.store import open_store
 from wxtoken.wechat.api import WeChatAPI
 
 
@@ -39,21 +31,4 @@ def build_wechat_api(settings: Settings) -> WeChatAPI:
         read_timeout=settings.http_read_timeout,
         max_attempts=settings.http_max_attempts,
         proxy=proxy,
-    )
-
-
-def build_refresher(
-    settings: Settings,
-    *,
-    clock: Callable[[], float] = time.time,
-    sleep: Callable[[float], None] = time.sleep,
-    apps: AppsSource | None = None,
-) -> Refresher:
-    return Refresher(
-        settings=settings,
-        store=open_store(settings, clock=clock),
-        wechat=build_wechat_api(settings),
-        apps=apps or AppsSource(settings.apps_secret_id, max_age=settings.secret_cache_seconds),
-        clock=clock,
-        sleep=sleep,
     )

@@ -20,7 +20,7 @@ from datetime import datetime
 from typing import Any
 
 from wxtoken.errors import InvalidEventError
-from wxtoken.refresh_rules import RefreshRequest, Trigger
+from wxtoken.refresh.rules import RefreshRequest, Trigger
 
 USAGE = (
     'expected {"action": "scheduled"}, {"action": "guard"}, {"force": true[, "appid": "wx…"]} '

@@ -1,0 +1,32 @@
+"""Builds the long-lived objects of a container from :class:`Settings`, once.
+
+Kept apart from the logic so tests build the same objects around a stand-in and a clock.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from wxtoken.apps import AppsSource
+from wxtoken.config import Settings
+from wxtoken.refresh.refresher import Refresher
+from wxtoken.store import open_store
+from wxtoken.wechat.wiring import build_wechat_api
+
+
+def build_refresher(
+    settings: Settings,
+    *,
+    clock: Callable[[], float] = time.time,
+    sleep: Callable[[float], None] = time.sleep,
+    apps: AppsSource | None = None,
+) -> Refresher:
+    return Refresher(
+        settings=settings,
+        store=open_store(settings, clock=clock),
+        wechat=build_wechat_api(settings),
+        apps=apps or AppsSource(settings.apps_secret_id, max_age=settings.secret_cache_seconds),
+        clock=clock,
+        sleep=sleep,
+    )
