@@ -105,7 +105,7 @@ def measure_imports(runs: int) -> dict[str, float]:
 
 def measure_first_requests(runs: int) -> dict[str, float]:
     from bench.harness import AES_KEY, TOKEN
-    from devtools.wechat_player import WeChatPlayer, apigw_event, text_xml
+    from devtools.wechat.player import WeChatPlayer, apigw_event, text_xml
     from wxtoken.deadline import Deadline
     from wxtoken.refresh import RefreshRequest, Trigger
     from wxtoken.refresh.wiring import build_refresher

@@ -8,7 +8,7 @@ a slow spell of the machine hits every subject alike.
 :class:`Services` starts what the tests use, with no AWS account and no Docker: moto in
 server mode (its own process, shared with the benchmarks' child processes over HTTP),
 ``redis-server`` on a free port when it is on PATH, and the WeChat stand-in
-(``devtools/wechat_standin.py``) on a clock the benchmark may move.
+(``devtools/wechat/standin.py``) on a clock the benchmark may move.
 """
 
 from __future__ import annotations
@@ -166,7 +166,7 @@ class Services:
             os.environ.pop("AWS_PROFILE", None)
             if self.redis and have_redis():
                 self.redis_url = self._stack.enter_context(_redis_server())
-            from devtools.wechat_standin import WeChatStandIn
+            from devtools.wechat.standin import WeChatStandIn
 
             self.wechat = self._stack.enter_context(WeChatStandIn(clock=self.clock))
             self.wechat.add_app(APPID, APP_SECRET)
@@ -235,7 +235,7 @@ class Services:
 def _moto_server() -> Iterator[str]:
     # The tests' serialized moto server (moto's backends are not thread-safe; SSM's
     # conditional put must stay atomic for the lease), in a process of its own.
-    from devtools.moto_server import serve_moto_forever
+    from devtools.sam.moto_server import serve_moto_forever
 
     context = multiprocessing.get_context("spawn")
     port_out = context.Queue()

@@ -54,7 +54,7 @@ def deployed_schedules() -> list[Schedule]:
     """The refresh function's ScheduleV2 events in template.yaml: rate and payload."""
     import yaml
 
-    from devtools.sam_template import CloudFormationLoader
+    from devtools.sam.template import CloudFormationLoader
 
     template = yaml.load((ROOT / "template.yaml").read_text(encoding="utf-8"), Loader=CloudFormationLoader)  # noqa: S506
     schedules = []
@@ -84,7 +84,7 @@ class Day:
 
 
 def simulate(services: Services, store: str) -> Day:
-    from devtools.wechat_standin import HTTPStatus
+    from devtools.wechat.standin import HTTPStatus
     from tests.fixtures.wechat import FakeClock
     from wxtoken.deadline import Deadline
     from wxtoken.refresh.events import parse_refresh_event

@@ -47,7 +47,7 @@ class Bench:
         from tests.fixtures.lambda_context import load_handler
 
         self.app = load_handler("webhook")  # the function's app.py, as Lambda loads it
-        from devtools.wechat_player import WeChatPlayer, apigw_event, text_xml
+        from devtools.wechat.player import WeChatPlayer, apigw_event, text_xml
         from wxtoken.apps import AppsSource
         from wxtoken.config import Settings
         from wxtoken.webhook import NoDeduplication, Webhook

@@ -27,18 +27,18 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from devtools.lambda_host import Console, FunctionContainer
-from devtools.local import parse_overrides
-from devtools.local_system import (
+from devtools.sam.host import Console, FunctionContainer
+from devtools.sam.local_system import (
     DEFAULT_STATE_FILE,
     TEMPLATE,
     LocalError,
     LocalOptions,
     LocalSystem,
     lambda_environment,
+    parse_overrides,
     read_state,
 )
-from devtools.sam_template import Function, SamTemplate, TemplateError
+from devtools.sam.template import Function, SamTemplate, TemplateError
 
 DOCKER_HOST = "host.docker.internal"
 

@@ -2,11 +2,11 @@
 
     python -m devtools.local [--port 3000] [--once] [--parameter-overrides Key=Value …]
 
-Everything it runs is read from template.yaml (:mod:`devtools.sam_template`): the
+Everything it runs is read from template.yaml (:mod:`devtools.sam.template`): the
 functions (CodeUri, Handler, Timeout, layers) with their environment, the HTTP API routes
 (served on ``--port`` like ``sam local start-api``, each request a payload v2 event), and
 the schedules (fired once at start, then at their ``rate()``, with their Input). Around
-them (:mod:`devtools.local_system`): moto as the local AWS, the WeChat stand-in unless
+them (:mod:`devtools.sam.local_system`): moto as the local AWS, the WeChat stand-in unless
 ``WECHAT_APPID``/``WECHAT_APPSECRET`` are set, Redis when ``TOKEN_STORE=redis``.
 
 Ctrl-C or SIGTERM stops every server, thread and process it started, and exits 0.
@@ -29,9 +29,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 
-from devtools.api_gateway import LOCAL_IAM_USER_ARN, HttpApiServer
-from devtools.lambda_host import Console, Invocation
-from devtools.local_system import (
+from devtools.sam.api_gateway import LOCAL_IAM_USER_ARN, HttpApiServer
+from devtools.sam.host import Console, Invocation
+from devtools.sam.local_system import (
     DEFAULT_PORTS,
     DEFAULT_STATE_FILE,
     ROOT,
@@ -39,11 +39,12 @@ from devtools.local_system import (
     LocalError,
     LocalOptions,
     LocalSystem,
+    parse_overrides,
     redacted_url,
     remove_state,
     write_state,
 )
-from devtools.sam_template import Function, Schedule, TemplateError
+from devtools.sam.template import Function, Schedule, TemplateError
 
 
 class Stopping(Exception):
@@ -179,8 +180,8 @@ def _prefix(system: LocalSystem) -> str:
 
 def _self_check(system: LocalSystem, api: HttpApiServer, console: Console) -> bool:
     """The token API answers, and an encrypted text message gets its echo (sandbox app)."""
-    from devtools.play import send, token
-    from devtools.wechat_player import WeChatPlayer, text_xml
+    from devtools.wechat.exchange import send, token
+    from devtools.wechat.player import WeChatPlayer, text_xml
 
     ok = True
     answer = token(api.url, system.app.appid)
@@ -199,23 +200,6 @@ def _self_check(system: LocalSystem, api: HttpApiServer, console: Console) -> bo
         )
         ok &= echoed
     return ok
-
-
-def parse_overrides(items: Sequence[str]) -> dict[str, str]:
-    """sam's --parameter-overrides: ``"Key=Value Key2=Value2"`` or
-    ``ParameterKey=Key,ParameterValue=Value``. Raises LocalError for another shape."""
-    overrides = {}
-    for item in (word for text in items for word in text.split()):
-        if item.startswith("ParameterKey="):
-            fields = dict(part.partition("=")[::2] for part in item.split(",", 1))
-            if "ParameterValue" in fields:
-                overrides[fields["ParameterKey"]] = fields["ParameterValue"]
-                continue
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise LocalError(f"--parameter-overrides wants Key=Value, got {item!r}")
-        overrides[key] = value
-    return overrides
 
 
 def main(argv: Sequence[str] | None = None) -> int:

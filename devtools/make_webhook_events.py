@@ -13,12 +13,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-from devtools.wechat_player import WeChatPlayer, apigw_event, event_xml, text_xml
+from devtools.wechat.player import WeChatPlayer, apigw_event, event_xml, text_xml
+from devtools.wechat.samples import AES_KEY, APPID, TIMESTAMP, TOKEN
 
-APPID = "wx1111111111111111"
-TOKEN = "wxtokenlocal"
-AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
-TIMESTAMP = 1795420800  # 2026-11-23T08:00:00Z
 EVENTS = Path(__file__).parents[1] / "events"
 
 

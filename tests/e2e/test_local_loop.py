@@ -23,8 +23,8 @@ import pytest
 import redis
 import requests
 
-from devtools.play import send
-from devtools.wechat_player import WeChatPlayer, text_xml
+from devtools.wechat.exchange import send
+from devtools.wechat.player import WeChatPlayer, text_xml
 
 ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT_SECONDS = 30.0

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 from hypothesis import HealthCheck, settings
 
-from devtools.wechat_player import WeChatPlayer
+from devtools.wechat.player import WeChatPlayer
 from tests.fixtures.aws import create_dedup_table
 from tests.fixtures.lambda_context import FakeLambdaContext, load_handler
 from tests.fixtures.wechat import APPID_A, APPID_B, SECRET_A, SECRET_B

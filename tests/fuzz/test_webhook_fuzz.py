@@ -37,7 +37,7 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from devtools.wechat_player import WeChatPlayer, apigw_event
+from devtools.wechat.player import WeChatPlayer, apigw_event
 from tests.fixtures.wechat import APPID_A, APPID_B
 from tests.fuzz.conftest import AES_KEY, TOKEN, active_profile
 from wxtoken.wechat.crypto import MessageCrypto

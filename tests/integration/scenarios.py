@@ -22,8 +22,8 @@ from urllib.parse import urlsplit
 import pytest
 from aws_lambda_powertools.metrics.provider import cold_start
 
-from devtools.wechat_player import WeChatPlayer, apigw_event, event_xml, text_xml
-from devtools.wechat_standin import Delay, ErrCode, HTTPStatus
+from devtools.wechat.player import WeChatPlayer, apigw_event, event_xml, text_xml
+from devtools.wechat.standin import Delay, ErrCode, HTTPStatus
 from tests.fixtures.aws import create_dedup_table
 from tests.fixtures.lambda_context import FakeLambdaContext, load_handler
 from tests.fixtures.wechat import APPID_A, APPID_B

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from devtools.wechat_player import WeChatPlayer, apigw_event, text_xml
+from devtools.wechat.player import WeChatPlayer, apigw_event, text_xml
 from tests.fixtures.aws import AWS, point_boto3_at
 from tests.fixtures.black_hole import BlackHole
 from tests.fixtures.lambda_context import FakeLambdaContext, load_handler

@@ -74,7 +74,7 @@ def test_a_damaged_record_is_replaced_by_the_next_run(system, raw, trigger):
 def test_readers_get_a_clear_503_for_a_damaged_record(system, monkeypatch, raw):
     damage(system, APPID_A, raw)
     monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "wxtoken-webhook")
-    from devtools.wechat_player import apigw_event
+    from devtools.wechat.player import apigw_event
 
     webhook = load_handler("webhook")
     event = apigw_event("GET", f"/token/{APPID_A}", iam_user_arn="arn:aws:iam::123456789012:user/app")

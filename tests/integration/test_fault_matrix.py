@@ -28,7 +28,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from devtools.wechat_standin import Delay, ErrCode, Fault, HTTPStatus, NonJSON
+from devtools.wechat.standin import Delay, ErrCode, Fault, HTTPStatus, NonJSON
 from tests.fixtures.aws import inject_error, throttle
 from tests.fixtures.wechat import APPID_A, APPID_B, SECRET_A, SECRET_B
 from tests.integration.scenarios import Point, capture_logs, discard_pending_metrics, emf_points
@@ -402,7 +402,7 @@ def test_a_writer_whose_clock_is_behind_never_stores_an_older_token(system, caps
     write compares against the record read before the mint. Judged minute by minute: the
     stored token is valid at WeChat, ``fetched_at`` never goes back, and no token older than
     the stored one replaces it."""
-    from devtools.wechat_standin import SlowAnswer
+    from devtools.wechat.standin import SlowAnswer
 
     def refresher(skew: float) -> Refresher:
         settings = system.settings

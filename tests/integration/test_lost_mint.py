@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import pytest
 
-from devtools.wechat_standin import Callback, Delay, Drop, ErrCode, HTTPStatus, Lost, NonJSON
+from devtools.wechat.standin import Callback, Delay, Drop, ErrCode, HTTPStatus, Lost, NonJSON
 from tests.fixtures.wechat import APPID_A, APPID_B
 from tests.integration.test_fault_matrix import settle
 from wxtoken.deadline import Deadline

@@ -76,7 +76,7 @@ def test_probe_disabled_makes_no_calls(system):
 
 
 def test_a_probe_that_cannot_reach_wechat_changes_nothing(system):
-    from devtools.wechat_standin import HTTPStatus
+    from devtools.wechat.standin import HTTPStatus
 
     refresher = system.refresher(PROBE_PERIOD_SECONDS="60")
     refresher.run(RefreshRequest(Trigger.SCHEDULED, system.clock()), Deadline.after(30))
@@ -93,7 +93,7 @@ def test_a_probe_that_cannot_reach_wechat_changes_nothing(system):
 def test_a_failed_replacement_after_the_probe_is_reported_not_raised(system):
     """Review finding: the probe's compare-and-refresh ran outside the per-app guard, so its
     failure crashed the whole run and every app's report was lost."""
-    from devtools.wechat_standin import ErrCode
+    from devtools.wechat.standin import ErrCode
 
     refresher = system.refresher(PROBE_PERIOD_SECONDS="60")
     refresher.run(RefreshRequest(Trigger.SCHEDULED, system.clock()), Deadline.after(30))

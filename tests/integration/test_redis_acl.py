@@ -19,8 +19,8 @@ import pytest
 import redis
 import yaml
 
-from devtools.sam_template import CloudFormationLoader
-from devtools.wechat_player import WeChatPlayer, apigw_event, text_xml
+from devtools.sam.template import CloudFormationLoader
+from devtools.wechat.player import WeChatPlayer, apigw_event, text_xml
 from tests.fixtures.lambda_context import FakeLambdaContext, load_handler
 from tests.fixtures.redis_server import RedisServer, spawn_redis_server
 from tests.fixtures.wechat import APPID_A, APPID_B, SECRET_A, SECRET_B

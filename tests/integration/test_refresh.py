@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from devtools.wechat_standin import Delay, ErrCode, HTTPStatus, NonJSON
+from devtools.wechat.standin import Delay, ErrCode, HTTPStatus, NonJSON
 from tests.fixtures.wechat import APPID_A, APPID_B
 from wxtoken.deadline import Deadline
 from wxtoken.refresh import RefreshRequest, Trigger

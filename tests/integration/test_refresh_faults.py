@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from devtools.wechat_standin import Callback
+from devtools.wechat.standin import Callback
 from tests.fixtures.aws import inject_error, throttle
 from tests.fixtures.wechat import APPID_A, APPID_B
 from wxtoken.deadline import Deadline

@@ -31,7 +31,7 @@ def test_normal_call_that_returns_the_stored_token_stores_nothing(system):
 def test_schedule_failure_is_caught_by_the_guard_in_stable_mode_too(system):
     run(system, Trigger.SCHEDULED)
     system.clock.advance(115 * 60)
-    from devtools.wechat_standin import HTTPStatus
+    from devtools.wechat.standin import HTTPStatus
 
     system.wechat.fail_next("stable_token", HTTPStatus(503), times=10)
     assert run(system, Trigger.SCHEDULED).failed

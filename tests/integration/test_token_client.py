@@ -21,7 +21,7 @@ import pytest
 import requests
 from botocore.awsrequest import AWSResponse
 
-from devtools.wechat_standin import ErrCode
+from devtools.wechat.standin import ErrCode
 from tests.fixtures.aws import inject_error
 from tests.fixtures.lambda_context import FakeLambdaContext, load_handler
 from tests.fixtures.wechat import APPID_A, APPID_B, SECRET_A

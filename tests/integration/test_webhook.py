@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from devtools.wechat_player import WeChatPlayer, apigw_event, event_xml, text_xml
+from devtools.wechat.player import WeChatPlayer, apigw_event, event_xml, text_xml
 from tests.fixtures.aws import create_dedup_table
 from tests.fixtures.lambda_context import FakeLambdaContext, load_handler
 from tests.fixtures.wechat import APPID_A, APPID_B

@@ -11,7 +11,7 @@ import json
 
 import pytest
 
-from devtools.wechat_player import WeChatPlayer, apigw_event, text_xml
+from devtools.wechat.player import WeChatPlayer, apigw_event, text_xml
 from tests.fixtures.lambda_context import FakeLambdaContext, load_handler
 from tests.fixtures.wechat import APPID_A, APPID_B
 from wxtoken.deadline import Deadline

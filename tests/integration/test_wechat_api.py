@@ -6,7 +6,7 @@ import traceback
 
 import pytest
 
-from devtools.wechat_standin import Delay, ErrCode, HTTPStatus
+from devtools.wechat.standin import Delay, ErrCode, HTTPStatus
 from tests.fixtures.redis_server import free_port
 from tests.fixtures.wechat import APPID_A, SECRET_A
 from wxtoken.deadline import Deadline

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 import requests
 
-from devtools.wechat_standin import (
+from devtools.wechat.standin import (
     REDACTED,
     Callback,
     Delay,
@@ -704,7 +704,7 @@ def test_fake_clock_only_moves_when_told():
 
 def test_command_line_prints_a_sandbox_banner_and_serves(tmp_path):
     process = subprocess.Popen(
-        [sys.executable, "-m", "devtools.wechat_standin", "--port", "0", "--app", f"{APPID_A}:{SECRET_A}"],
+        [sys.executable, "-m", "devtools.wechat.standin", "--port", "0", "--app", f"{APPID_A}:{SECRET_A}"],
         cwd=REPO_ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -32,3 +32,20 @@ def test_the_webhook_message_path_never_imports_the_writer_or_the_reader():
 def test_handlers_written_against_wxtoken_dispatch_still_import():
     loaded = modules_after("from wxtoken.dispatch import MessageRouter")
     assert "wxtoken.webhook.router" in loaded
+
+
+DEVTOOLS = Path(__file__).parents[2] / "devtools"
+
+
+def test_devtools_entry_points_import_only_the_sam_and_wechat_packages():
+    """devtools' entry points sit on top of devtools.sam and devtools.wechat; none imports
+    another (shared code lives in the packages)."""
+    import ast
+
+    entry_points = {p.stem for p in DEVTOOLS.glob("*.py") if p.stem != "__init__"}
+    assert {"local", "invoke", "play", "make_webhook_events"} <= entry_points
+    for path in DEVTOOLS.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("devtools."):
+                imported = node.module.split(".")[1]
+                assert imported not in entry_points, f"{path.relative_to(DEVTOOLS)} imports {node.module}"

@@ -13,11 +13,11 @@ from pathlib import Path
 
 import pytest
 
-from devtools.api_gateway import LOCAL_IAM_USER_ARN, build_event, http_response
 from devtools.invoke import apply_env_vars
-from devtools.lambda_host import Invocation, render_log_line
-from devtools.local_system import LOCAL_PHYSICAL_IDS, STACK_NAME, lambda_environment
-from devtools.sam_template import SamTemplate, TemplateError, rate_seconds
+from devtools.sam.api_gateway import LOCAL_IAM_USER_ARN, build_event, http_response
+from devtools.sam.host import Invocation, render_log_line
+from devtools.sam.local_system import LOCAL_PHYSICAL_IDS, STACK_NAME, lambda_environment
+from devtools.sam.template import SamTemplate, TemplateError, rate_seconds
 from wxtoken.refresh import Trigger
 from wxtoken.refresh.events import parse_refresh_event
 

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 import yaml
 
-from devtools.local_system import LOCAL_PHYSICAL_IDS, STACK_NAME
-from devtools.sam_template import NO_VALUE, CloudFormationLoader, SamTemplate
+from devtools.sam.local_system import LOCAL_PHYSICAL_IDS, STACK_NAME
+from devtools.sam.template import NO_VALUE, CloudFormationLoader, SamTemplate
 from wxtoken.config import Settings
 from wxtoken.refresh import Trigger
 from wxtoken.refresh.events import parse_refresh_event

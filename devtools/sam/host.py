@@ -1,7 +1,7 @@
 """Local Lambda without containers: one warm process per function, and the Invoke API.
 
 :class:`FunctionContainer` runs a function in a process of its own (see
-:mod:`devtools.lambda_runtime`), started with exactly the function's environment, as
+:mod:`devtools.sam.runtime`), started with exactly the function's environment, as
 Lambda starts a container: the two functions' environments and module-level state never
 mix, and each reads its settings once, at its cold start. Invocations of one function are
 served one at a time, as by one warm Lambda container; a crashed or timed-out process is
@@ -30,9 +30,9 @@ from pathlib import Path
 from typing import Any, Final, Self, TextIO
 from urllib.parse import unquote
 
-from devtools.sam_template import Function
+from devtools.sam.template import Function
 
-RUNTIME: Final = Path(__file__).with_name("lambda_runtime.py")
+RUNTIME: Final = Path(__file__).with_name("runtime.py")
 INIT_TIMEOUT_SECONDS: Final = 10.0  # Lambda's init phase limit
 STOP_GRACE_SECONDS: Final = 3.0
 # Keys every powertools log line carries; the compact rendering leaves them out.

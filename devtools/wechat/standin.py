@@ -29,7 +29,7 @@ token 5 minutes later, and only WeChat itself can tell.
 
 Only the standard library is used, so the module runs anywhere the tests run::
 
-    python -m devtools.wechat_standin --port 8081 --app wx1111111111111111:SECRET
+    python -m devtools.wechat.standin --port 8081 --app wx1111111111111111:SECRET
 """
 
 from __future__ import annotations
@@ -979,7 +979,7 @@ BANNER: Final = "SANDBOX — this is not WeChat: a local stand-in for api.weixin
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m devtools.wechat_standin",
+        prog="python -m devtools.wechat.standin",
         description=f"{BANNER} Serves /cgi-bin/token, stable_token, ticket/getticket and a generic API.",
     )
     parser.add_argument("--host", default="127.0.0.1")

@@ -1,13 +1,13 @@
 """The stack of template.yaml on this machine: a local AWS, WeChat, and the functions.
 
 Shared by ``make local`` (:mod:`devtools.local`) and the docker-free ``sam local invoke``
-(:mod:`devtools.invoke`). What runs comes from the template (:mod:`devtools.sam_template`);
+(:mod:`devtools.invoke`). What runs comes from the template (:mod:`devtools.sam.template`);
 what stands in for AWS and WeChat is chosen here:
 
 - **AWS**: moto in server mode (Secrets Manager, SSM, DynamoDB) on ``--aws-port``; the
   template's secrets and DynamoDB tables are created in it, the apps secret holding the app.
 - **Lambda**: each function in a process of its own with its own environment
-  (:class:`devtools.lambda_host.FunctionContainer`), and Lambda's Invoke API for boto3.
+  (:class:`devtools.sam.host.FunctionContainer`), and Lambda's Invoke API for boto3.
 - **WeChat**: the real API when ``WECHAT_APPID`` and ``WECHAT_APPSECRET`` are set, else the
   stand-in (SANDBOX — not WeChat) with a sample app.
 - **Token store**: the template's ``TokenStore`` — ``ssm`` (in moto) unless
@@ -28,19 +28,19 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Mapping, MutableMapping
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urlsplit
 
-from devtools.lambda_host import Console, FunctionContainer, Invocation, LambdaApiServer
-from devtools.make_webhook_events import AES_KEY as SAMPLE_AES_KEY
-from devtools.make_webhook_events import APPID as SAMPLE_APPID
-from devtools.make_webhook_events import TOKEN as SAMPLE_TOKEN
-from devtools.sam_template import Function, SamTemplate, load_yaml
+from devtools.sam.host import Console, FunctionContainer, Invocation, LambdaApiServer
+from devtools.sam.template import Function, SamTemplate, load_yaml
+from devtools.wechat.samples import AES_KEY as SAMPLE_AES_KEY
+from devtools.wechat.samples import APPID as SAMPLE_APPID
+from devtools.wechat.samples import TOKEN as SAMPLE_TOKEN
 
-ROOT: Final = Path(__file__).resolve().parents[1]
+ROOT: Final = Path(__file__).resolve().parents[2]
 TEMPLATE: Final = ROOT / "template.yaml"
 DEFAULT_STATE_FILE: Final = ROOT / ".wxtoken-local.json"
 STACK_NAME: Final = "wxtoken-local"
@@ -271,7 +271,7 @@ class LocalSystem:
             default = str(parameters.get("WeChatApiBase", "https://api.weixin.qq.com"))
             self.wechat_base = self.options.parameter_overrides.get("WeChatApiBase", default)
             return
-        from devtools.wechat_standin import WeChatStandIn
+        from devtools.wechat.standin import WeChatStandIn
 
         def start(port: int) -> WeChatStandIn:
             standin = WeChatStandIn(
@@ -334,7 +334,7 @@ class LocalSystem:
         """moto in a process of its own (as in the tests): its CPU-bound work and its start-up
         imports run beside this process's servers rather than under their GIL."""
         process = subprocess.Popen(  # noqa: S603 (this interpreter, our module)
-            [sys.executable, "-m", "devtools.moto_server", "--port", str(self.options.aws_port)],
+            [sys.executable, "-m", "devtools.sam.moto_server", "--port", str(self.options.aws_port)],
             cwd=ROOT,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -574,3 +574,20 @@ def remove_state(path: Path) -> None:
     with contextlib.suppress(OSError, ValueError, KeyError):
         if json.loads(path.read_text(encoding="utf-8"))["pid"] == os.getpid():
             path.unlink()
+
+
+def parse_overrides(items: Sequence[str]) -> dict[str, str]:
+    """sam's --parameter-overrides: ``"Key=Value Key2=Value2"`` or
+    ``ParameterKey=Key,ParameterValue=Value``. Raises LocalError for another shape."""
+    overrides = {}
+    for item in (word for text in items for word in text.split()):
+        if item.startswith("ParameterKey="):
+            fields = dict(part.partition("=")[::2] for part in item.split(",", 1))
+            if "ParameterValue" in fields:
+                overrides[fields["ParameterKey"]] = fields["ParameterValue"]
+                continue
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise LocalError(f"--parameter-overrides wants Key=Value, got {item!r}")
+        overrides[key] = value
+    return overrides

@@ -81,7 +81,7 @@ def serve_moto_forever(port_out: Any) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m devtools.moto_server [--port N]``: a local AWS in a process of its own.
+    """``python -m devtools.sam.moto_server [--port N]``: a local AWS in a process of its own.
 
     Prints the bound port on the first line of stdout (``--port`` when free, else a free
     one), then serves until its stdin closes: the parent closes it to stop the server, and
@@ -90,7 +90,7 @@ def main(argv: list[str] | None = None) -> int:
     import argparse
     import sys
 
-    parser = argparse.ArgumentParser(prog="python -m devtools.moto_server")
+    parser = argparse.ArgumentParser(prog="python -m devtools.sam.moto_server")
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0, or a port taken: a free one")
     args = parser.parse_args(argv)

@@ -20,8 +20,8 @@ from datetime import UTC, datetime
 from typing import Any, Final
 from urllib.parse import parse_qsl, urlsplit
 
-from devtools.lambda_host import BackgroundServer, Console, Invocation
-from devtools.sam_template import ACCOUNT_ID, Route
+from devtools.sam.host import BackgroundServer, Console, Invocation
+from devtools.sam.template import ACCOUNT_ID, Route
 
 LOCAL_IAM_USER_ARN: Final = f"arn:aws:iam::{ACCOUNT_ID}:user/wxtoken-local"
 MAX_BODY_BYTES: Final = 10 * 1024 * 1024  # API Gateway's payload limit

@@ -1,6 +1,6 @@
 """The inside of one local Lambda container: imports a handler once, then runs invocations.
 
-Started by :mod:`devtools.lambda_host` as ``python -I -u lambda_runtime.py LAYER_DIR…``
+Started by :mod:`devtools.sam.host` as ``python -I -u lambda_runtime.py LAYER_DIR…``
 with the function's environment (and nothing of the caller's), its code directory as the
 working directory and ``_HANDLER`` naming the handler — what Lambda's Python runtime gets.
 Like Lambda, it puts the code directory and then the layers on ``sys.path`` and imports the
