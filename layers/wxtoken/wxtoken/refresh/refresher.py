@@ -58,9 +58,6 @@ from wxtoken.observability import (
     tracer,
 )
 from wxtoken.refresh.rules import (
-    FORCE_REFRESH_DAILY_LIMIT,
-    FORCE_REFRESH_MIN_INTERVAL,
-    WECHAT_TZ,
     RefreshRequest,
     TokenState,
     Trigger,
@@ -81,20 +78,6 @@ from wxtoken.store.base import (
     encode,
 )
 from wxtoken.wechat.api import Grant, WeChatAPI
-
-__all__ = [
-    "FORCE_REFRESH_DAILY_LIMIT",
-    "FORCE_REFRESH_MIN_INTERVAL",
-    "PROBE_PATH",
-    "WECHAT_TZ",
-    "RefreshReport",
-    "RefreshRequest",
-    "Refresher",
-    "TokenState",
-    "Trigger",
-    "probe_due",
-    "reason_to_refresh",
-]
 
 _MAX_PARALLEL_APPS = 8
 _LEASE_RETRY_SECONDS = 2.0
