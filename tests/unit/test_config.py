@@ -2,7 +2,7 @@
 
 import pytest
 
-from wxtoken.config import Settings, StoreKind, TokenAPI
+from wxtoken.config import ObservabilitySettings, Settings, StoreKind, TokenAPI
 from wxtoken.errors import ConfigError
 
 
@@ -77,3 +77,44 @@ def test_the_webhook_reads_its_own_secret_when_one_is_named_and_the_apps_secret_
     assert (split.secret_id, split.shape) == ("w", WEBHOOK_SECRET)
     single = webhook_apps(Settings.from_env({"WECHAT_APPS_SECRET_ID": "a"}))
     assert (single.secret_id, single.shape) == ("a", APPS_SECRET)
+
+
+@pytest.mark.parametrize(
+    ("environ", "expected"),
+    [
+        ({}, ("WxToken", "wxtoken", False)),
+        (
+            {"POWERTOOLS_METRICS_NAMESPACE": " Acme ", "POWERTOOLS_SERVICE_NAME": "stack-1"},
+            ("Acme", "stack-1", False),
+        ),
+        ({"WXTOKEN_TRACING": " On "}, ("WxToken", "wxtoken", True)),
+        ({"WXTOKEN_TRACING": "false"}, ("WxToken", "wxtoken", False)),
+        # Never an error: observability must come up to log why the other settings are bad.
+        ({"WXTOKEN_TRACING": "maybe", "POWERTOOLS_SERVICE_NAME": "  "}, ("WxToken", "wxtoken", False)),
+    ],
+)
+def test_observability_settings_are_read_leniently(environ, expected):
+    settings = ObservabilitySettings.from_env(environ)
+    assert (settings.namespace, settings.service, settings.tracing) == expected
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("WECHAT_READ_TIMEOUT", "nan"),
+        ("WECHAT_READ_TIMEOUT", "inf"),
+        ("WECHAT_READ_TIMEOUT", "0"),
+        ("WECHAT_READ_TIMEOUT", "soon"),
+        ("WEBHOOK_MAX_BODY_BYTES", "1.5"),
+        ("WEBHOOK_MAX_BODY_BYTES", "0"),
+        ("PROBE_PERIOD_SECONDS", "-1"),
+    ],
+)
+def test_numbers_must_be_finite_and_positive(name, value):
+    with pytest.raises(ConfigError, match=name):
+        Settings.from_env({"WECHAT_APPS_SECRET_ID": "s", name: value})
+
+
+def test_zero_turns_the_probe_off():
+    settings = Settings.from_env({"WECHAT_APPS_SECRET_ID": "s", "PROBE_PERIOD_SECONDS": "0"})
+    assert settings.probe_period_seconds == 0

@@ -6,6 +6,7 @@ a message that names it, rather than deep inside a refresh.
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -15,6 +16,10 @@ from urllib.parse import urlsplit
 from wxtoken.errors import ConfigError
 
 DEFAULT_WECHAT_API_BASE = "https://api.weixin.qq.com"
+_DEFAULT_NAMESPACE = "WxToken"
+_DEFAULT_SERVICE = "wxtoken"
+_TRUE = frozenset({"1", "true", "yes", "on"})
+_FALSE = frozenset({"0", "false", "no", "off"})
 
 
 class StoreKind(StrEnum):
@@ -134,6 +139,28 @@ class Settings:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class ObservabilitySettings:
+    """What the logger, metrics and tracer need, read when :mod:`wxtoken.observability` is
+    imported. Apart from :class:`Settings` because it must never fail: a container whose
+    settings are bad still has to log why. A value it cannot read is its default."""
+
+    # powertools' own variables (it reads them too; the template sets both)
+    namespace: str = _DEFAULT_NAMESPACE
+    service: str = _DEFAULT_SERVICE
+    # WXTOKEN_TRACING: opt-in X-Ray (the template's EnableTracing parameter sets it)
+    tracing: bool = False
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> ObservabilitySettings:
+        env = os.environ if environ is None else environ
+        return cls(
+            namespace=env.get("POWERTOOLS_METRICS_NAMESPACE", "").strip() or _DEFAULT_NAMESPACE,
+            service=env.get("POWERTOOLS_SERVICE_NAME", "").strip() or _DEFAULT_SERVICE,
+            tracing=env.get("WXTOKEN_TRACING", "").strip().lower() in _TRUE,
+        )
+
+
 def _enum[E: StrEnum](env: Mapping[str, str], name: str, kind: type[E], default: E) -> E:
     raw = env.get(name, "").strip().lower()
     if not raw:
@@ -146,28 +173,27 @@ def _enum[E: StrEnum](env: Mapping[str, str], name: str, kind: type[E], default:
 
 
 def _int(env: Mapping[str, str], name: str, default: int, *, allow_zero: bool = False) -> int:
-    raw = env.get(name, "").strip()
-    if not raw:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{name} must be a whole number of seconds, got {raw!r}") from None
-    if value < 0 or (value == 0 and not allow_zero):
-        raise ConfigError(f"{name} must be {'zero or more' if allow_zero else 'positive'}, got {value}")
-    return value
+    return _number(env, name, default, int, "a whole number", allow_zero=allow_zero)
 
 
 def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    return _number(env, name, default, float, "a number of seconds")
+
+
+def _number[N: (int, float)](
+    env: Mapping[str, str], name: str, default: N, parse: type[N], what: str, *, allow_zero: bool = False
+) -> N:
+    """``name``'s value, or ``default`` when unset: positive (or zero where allowed) and
+    finite; ``nan`` and ``inf`` are no timeout or period anyone means."""
     raw = env.get(name, "").strip()
     if not raw:
         return default
     try:
-        value = float(raw)
+        value = parse(raw)
     except ValueError:
-        raise ConfigError(f"{name} must be a number of seconds, got {raw!r}") from None
-    if value <= 0:
-        raise ConfigError(f"{name} must be positive, got {value}")
+        raise ConfigError(f"{name} must be {what}, got {raw!r}") from None
+    if not (math.isfinite(value) and (value > 0 or (allow_zero and value == 0))):
+        raise ConfigError(f"{name} must be {'zero or more' if allow_zero else 'positive'}, got {raw!r}")
     return value
 
 
@@ -175,8 +201,8 @@ def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raw = env.get(name, "").strip().lower()
     if not raw:
         return default
-    if raw in {"1", "true", "yes", "on"}:
+    if raw in _TRUE:
         return True
-    if raw in {"0", "false", "no", "off"}:
+    if raw in _FALSE:
         return False
     raise ConfigError(f"{name} must be true or false, got {raw!r}")

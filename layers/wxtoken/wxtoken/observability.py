@@ -31,7 +31,6 @@ dropped with a warning.
 from __future__ import annotations
 
 import json
-import os
 import sys
 import threading
 from collections.abc import Callable
@@ -43,9 +42,12 @@ from aws_lambda_powertools.metrics.base import SingleMetric
 from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 from aws_lambda_powertools.metrics.provider.cloudwatch_emf.cloudwatch import AmazonCloudWatchEMFProvider
 
-NAMESPACE: Final = os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or "WxToken"
-SERVICE: Final = os.environ.get("POWERTOOLS_SERVICE_NAME") or "wxtoken"
-TRACING: Final = os.environ.get("WXTOKEN_TRACING", "").strip().lower() in {"1", "true", "yes", "on"}
+from wxtoken.config import ObservabilitySettings
+
+_SETTINGS: Final = ObservabilitySettings.from_env()
+NAMESPACE: Final = _SETTINGS.namespace
+SERVICE: Final = _SETTINGS.service
+TRACING: Final = _SETTINGS.tracing
 
 logger = Logger(service="wxtoken")
 

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol, Self
 
 from wxtoken.errors import DamagedRecordError
 
@@ -70,15 +71,27 @@ class Credential:
         handed out, nor block the write that replaces it.
         """
         field = "ticket" if name is RecordName.JSAPI_TICKET else "access_token"
-        try:
+
+        def build() -> Credential:
             value = record[field]
-            expires_at = _finite(record["expires_at"])
-            fetched_at = _finite(record["fetched_at"])
             if not isinstance(value, str) or not value:
-                raise ValueError(field)
-            return cls(value=value, expires_at=int(expires_at), fetched_at=fetched_at)
-        except (KeyError, TypeError, ValueError, OverflowError) as exc:
-            raise DamagedRecordError(f"stored {name} record is damaged (missing or bad {exc})") from None
+                raise ValueError(f"bad {field}")
+            return cls(
+                value=value,
+                expires_at=int(_finite(record["expires_at"])),
+                fetched_at=_finite(record["fetched_at"]),
+            )
+
+        return _parsed(f"{name} record", build)
+
+
+def _parsed[R](what: str, build: Callable[[], R]) -> R:
+    """``build()``, reading a stored record's fields; a missing key or a bad value (a hand
+    edit, a truncated write, another version's shape) is :class:`DamagedRecordError`."""
+    try:
+        return build()
+    except (KeyError, TypeError, ValueError, OverflowError) as exc:
+        raise DamagedRecordError(f"stored {what} is damaged ({exc})") from None
 
 
 def _finite(value: Any) -> float:
@@ -91,8 +104,24 @@ def _finite(value: Any) -> float:
     return number
 
 
+class _FlatRecord:
+    """A record stored as its fields, each read back through its parser in ``_FIELDS``."""
+
+    __slots__ = ()
+    _WHAT: ClassVar[str]
+    _FIELDS: ClassVar[Mapping[str, Callable[[Any], Any]]]
+
+    def to_record(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self._FIELDS}
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> Self:
+        fields = cls._FIELDS
+        return _parsed(cls._WHAT, lambda: cls(**{name: read(record[name]) for name, read in fields.items()}))
+
+
 @dataclass(frozen=True, slots=True)
-class MintIntent:
+class MintIntent(_FlatRecord):
     """Written (under the lease) just before a call that may retire the stored token.
 
     WeChat retires the stored token 5 minutes after any new one is minted, and a mint whose
@@ -104,23 +133,16 @@ class MintIntent:
     WeChat's 5-minute grace.
     """
 
+    _WHAT: ClassVar[str] = "mint intent"
+    _FIELDS: ClassVar[Mapping[str, Callable[[Any], Any]]] = {
+        "asked_at": _finite,
+        "settled": bool,
+        "fetched_at": _finite,
+    }
+
     asked_at: float
     settled: bool
     fetched_at: float  # write-ordering field shared with every record
-
-    def to_record(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_record(cls, record: dict[str, Any]) -> MintIntent:
-        try:
-            return cls(
-                asked_at=_finite(record["asked_at"]),
-                settled=bool(record["settled"]),
-                fetched_at=_finite(record["fetched_at"]),
-            )
-        except (KeyError, TypeError, ValueError, OverflowError) as exc:
-            raise DamagedRecordError(f"stored mint intent is damaged ({exc})") from None
 
     def leaves_suspect(self, stored: Credential | None) -> bool:
         """Whether this intent makes ``stored`` suspect: unsettled, and nothing stored since."""
@@ -128,28 +150,21 @@ class MintIntent:
 
 
 @dataclass(frozen=True, slots=True)
-class ForceQuota:
+class ForceQuota(_FlatRecord):
     """How many forced refreshes this app used on ``day`` (WeChat's day, UTC+8)."""
+
+    _WHAT: ClassVar[str] = "force-refresh quota"
+    _FIELDS: ClassVar[Mapping[str, Callable[[Any], Any]]] = {
+        "day": str,
+        "count": int,
+        "last_at": float,
+        "fetched_at": float,
+    }
 
     day: str
     count: int
     last_at: float
     fetched_at: float  # write-ordering field shared with every record
-
-    def to_record(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_record(cls, record: dict[str, Any]) -> ForceQuota:
-        try:
-            return cls(
-                day=str(record["day"]),
-                count=int(record["count"]),
-                last_at=float(record["last_at"]),
-                fetched_at=float(record["fetched_at"]),
-            )
-        except (KeyError, TypeError, ValueError, OverflowError) as exc:
-            raise DamagedRecordError(f"stored force-refresh quota is damaged ({exc})") from None
 
 
 def encode(record: dict[str, Any]) -> str:

@@ -41,6 +41,17 @@ def cdata(text: str) -> str:
     return f"<![CDATA[{text}]]>"
 
 
+def _fields(*fields: tuple[str, str]) -> str:
+    """``<Tag><![CDATA[value]]></Tag>`` for each ``(Tag, value)``, in order: the one way a
+    reply writes a string, so none skips :func:`cdata`."""
+    return "".join(f"<{tag}>{cdata(value)}</{tag}>" for tag, value in fields)
+
+
+def _element(tag: str, *fields: tuple[str, str]) -> str:
+    """``fields`` inside ``<tag>``: WeChat nests media and articles one level down."""
+    return f"<{tag}>{_fields(*fields)}</{tag}>"
+
+
 @dataclass(frozen=True, slots=True)
 class Reply(ABC):
     """A passive reply; :meth:`render` gives WeChat's XML."""
@@ -50,11 +61,9 @@ class Reply(ABC):
     def render(self, *, to_user: str, from_user: str, create_time: int) -> str:
         """The reply's XML, sent to ``to_user`` (the follower) from ``from_user`` (the account)."""
         return (
-            f"<xml><ToUserName>{cdata(to_user)}</ToUserName>"
-            f"<FromUserName>{cdata(from_user)}</FromUserName>"
+            f"<xml>{_fields(('ToUserName', to_user), ('FromUserName', from_user))}"
             f"<CreateTime>{int(create_time)}</CreateTime>"
-            f"<MsgType><![CDATA[{self.msg_type}]]></MsgType>"
-            f"{self._body()}</xml>"
+            f"{_fields(('MsgType', self.msg_type))}{self._body()}</xml>"
         )
 
     @abstractmethod
@@ -68,7 +77,7 @@ class TextReply(Reply):
     content: str
 
     def _body(self) -> str:
-        return f"<Content>{cdata(self.content)}</Content>"
+        return _fields(("Content", self.content))
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,7 +86,7 @@ class ImageReply(Reply):
     media_id: str
 
     def _body(self) -> str:
-        return f"<Image><MediaId>{cdata(self.media_id)}</MediaId></Image>"
+        return _element("Image", ("MediaId", self.media_id))
 
 
 @dataclass(frozen=True, slots=True)
@@ -86,7 +95,7 @@ class VoiceReply(Reply):
     media_id: str
 
     def _body(self) -> str:
-        return f"<Voice><MediaId>{cdata(self.media_id)}</MediaId></Voice>"
+        return _element("Voice", ("MediaId", self.media_id))
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,9 +106,8 @@ class VideoReply(Reply):
     description: str = ""
 
     def _body(self) -> str:
-        return (
-            f"<Video><MediaId>{cdata(self.media_id)}</MediaId><Title>{cdata(self.title)}</Title>"
-            f"<Description>{cdata(self.description)}</Description></Video>"
+        return _element(
+            "Video", ("MediaId", self.media_id), ("Title", self.title), ("Description", self.description)
         )
 
 
@@ -113,12 +121,13 @@ class MusicReply(Reply):
     thumb_media_id: str = ""
 
     def _body(self) -> str:
-        return (
-            f"<Music><Title>{cdata(self.title)}</Title>"
-            f"<Description>{cdata(self.description)}</Description>"
-            f"<MusicUrl>{cdata(self.music_url)}</MusicUrl>"
-            f"<HQMusicUrl>{cdata(self.hq_music_url)}</HQMusicUrl>"
-            f"<ThumbMediaId>{cdata(self.thumb_media_id)}</ThumbMediaId></Music>"
+        return _element(
+            "Music",
+            ("Title", self.title),
+            ("Description", self.description),
+            ("MusicUrl", self.music_url),
+            ("HQMusicUrl", self.hq_music_url),
+            ("ThumbMediaId", self.thumb_media_id),
         )
 
 
@@ -132,10 +141,12 @@ class Article:
     url: str = ""
 
     def render(self) -> str:
-        return (
-            f"<item><Title>{cdata(self.title)}</Title>"
-            f"<Description>{cdata(self.description)}</Description>"
-            f"<PicUrl>{cdata(self.pic_url)}</PicUrl><Url>{cdata(self.url)}</Url></item>"
+        return _element(
+            "item",
+            ("Title", self.title),
+            ("Description", self.description),
+            ("PicUrl", self.pic_url),
+            ("Url", self.url),
         )
 
 
@@ -167,7 +178,7 @@ class TransferCustomerServiceReply(Reply):
     def _body(self) -> str:
         if not self.kf_account:
             return ""
-        return f"<TransInfo><KfAccount>{cdata(self.kf_account)}</KfAccount></TransInfo>"
+        return _element("TransInfo", ("KfAccount", self.kf_account))
 
 
 def reply_to(message: Message, reply: Reply, *, create_time: int) -> str:
@@ -180,6 +191,6 @@ def encrypted_reply(*, encrypt: str, signature: str, timestamp: str, nonce: str)
     if not (timestamp.isascii() and timestamp.isdigit()):
         raise ValueError("timestamp must be decimal digits")
     return (
-        f"<xml><Encrypt>{cdata(encrypt)}</Encrypt><MsgSignature>{cdata(signature)}</MsgSignature>"
-        f"<TimeStamp>{timestamp}</TimeStamp><Nonce>{cdata(nonce)}</Nonce></xml>"
+        f"<xml>{_fields(('Encrypt', encrypt), ('MsgSignature', signature))}"
+        f"<TimeStamp>{timestamp}</TimeStamp>{_fields(('Nonce', nonce))}</xml>"
     )
