@@ -97,7 +97,7 @@ upgrade: ## make lock UPGRADE=1: the newest versions the *.in ranges allow
 	$(MAKE) lock UPGRADE=1
 
 .PHONY: test
-test: venv ## Lint, type-check and run every test (unit and integration)
+test: venv secrets ## Secret scan, lint, type-check and run every test (unit and integration)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	@# explicit_package_bases (pyproject.toml) names each handler functions.<name>.app,
@@ -107,6 +107,18 @@ test: venv ## Lint, type-check and run every test (unit and integration)
 	$(VENV)/bin/mypy devtools bench
 	@# pytest exits 5 when it collects no tests; like any non-zero status, that fails make.
 	$(VENV)/bin/pytest
+
+# .secrets.baseline lists the known fake secrets (test AppSecrets, WeChat's sample keys),
+# audited, without line numbers so that moving one does not rewrite the file. Exit 3 of the
+# hook: no new secret, but a listed one is gone and the baseline was rewritten (commit it).
+.PHONY: secrets
+secrets: venv ## Fail on a secret in a tracked file that .secrets.baseline does not list
+	$(VENV)/bin/pre-commit validate-config
+	$(VENV)/bin/detect-secrets-hook --baseline .secrets.baseline $$(git ls-files) || [ $$? -eq 3 ]
+
+.PHONY: hooks
+hooks: venv sam-venv ## Install the git pre-commit hooks: ruff, cfn-lint, the secret scan
+	$(VENV)/bin/pre-commit install
 
 .PHONY: unit
 unit: venv ## Unit tests only: pure logic, no Redis, no moto, no sockets (seconds)
