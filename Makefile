@@ -1,7 +1,8 @@
 # The targets the README names. A fresh clone needs only Python 3.13 (the Lambda runtime)
 # and redis-server (the integration tests start one); everything else lands in two
 # virtualenvs: .venv for tests and tooling, .venv-sam for the SAM CLI and cfn-lint (the SAM
-# CLI pins boto3 exactly, so it cannot share .venv).
+# CLI pins boto3 exactly, so it cannot share .venv). Each installs from a lock file (every
+# package pinned, with hashes) that `make lock` compiles from the ranges in the .in beside it.
 
 SHELL := bash
 .SHELLFLAGS := -eu -o pipefail -c
@@ -12,6 +13,12 @@ VENV ?= .venv
 SAM_VENV ?= .venv-sam
 SAM := $(SAM_VENV)/bin/sam
 CFN_LINT := $(SAM_VENV)/bin/cfn-lint
+
+# The lock files: the layer's (sam build reads requirements.txt from the layer's folder), the
+# dev one (.venv) and the SAM CLI's (.venv-sam).
+LAYER_LOCK := layers/wxtoken/requirements.txt
+DEV_LOCK := requirements-dev.txt
+SAM_LOCK := requirements-sam.txt
 
 # Regions cfn-lint checks the template against: a commercial region and AWS China.
 LINT_REGIONS ?= us-east-1 cn-north-1
@@ -58,22 +65,39 @@ help: ## List the targets
 .PHONY: venv
 venv: $(VENV)/.installed ## Create .venv (Python 3.13) with the test and lint tools
 
-# Re-runs only when a requirements file changes.
-$(VENV)/.installed: requirements-dev.txt layers/wxtoken/requirements.txt
+# Re-runs only when a lock file changes (the dev lock pins the layer's packages too).
+$(VENV)/.installed: $(DEV_LOCK) $(LAYER_LOCK)
 	$(call make_venv,$(VENV))
-	$(VENV)/bin/python -m pip install --quiet -r requirements-dev.txt
+	$(VENV)/bin/python -m pip install --quiet --require-hashes -r $(DEV_LOCK)
 	@touch $@
 
 .PHONY: sam-venv
 sam-venv: $(SAM_VENV)/.installed ## Create .venv-sam with the SAM CLI and cfn-lint
 
-$(SAM_VENV)/.installed: requirements-sam.txt
+$(SAM_VENV)/.installed: $(SAM_LOCK)
 	$(call make_venv,$(SAM_VENV))
-	$(SAM_VENV)/bin/python -m pip install --quiet -r requirements-sam.txt
+	$(SAM_VENV)/bin/python -m pip install --quiet --require-hashes -r $(SAM_LOCK)
 	@touch $@
 
+# Each lock covers every platform (--universal: the layer is built for arm64 on any host) for
+# Python 3.13, the Lambda runtime. uv reads the existing lock and keeps its pins unless a
+# range excludes them; UPGRADE=1 (or make upgrade) takes the newest versions the ranges allow.
+UV_COMPILE = $(VENV)/bin/uv pip compile --quiet --universal --python-version 3.13 \
+	--generate-hashes --custom-compile-command "make lock" $(if $(UPGRADE),--upgrade)
+
+.PHONY: lock
+lock: venv ## Pin the *.in ranges into the lock files (*.txt), with hashes (UPGRADE=1: newest)
+	@# The layer's first: requirements-dev.in constrains (-c) the dev lock to it.
+	$(UV_COMPILE) layers/wxtoken/requirements.in -o $(LAYER_LOCK)
+	$(UV_COMPILE) requirements-dev.in -o $(DEV_LOCK)
+	$(UV_COMPILE) requirements-sam.in -o $(SAM_LOCK)
+
+.PHONY: upgrade
+upgrade: ## make lock UPGRADE=1: the newest versions the *.in ranges allow
+	$(MAKE) lock UPGRADE=1
+
 .PHONY: test
-test: venv ## Lint, type-check and run every test (unit and integration)
+test: venv secrets ## Secret scan, lint, type-check and run every test (unit and integration)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	@# explicit_package_bases (pyproject.toml) names each handler functions.<name>.app,
@@ -83,6 +107,18 @@ test: venv ## Lint, type-check and run every test (unit and integration)
 	$(VENV)/bin/mypy devtools bench
 	@# pytest exits 5 when it collects no tests; like any non-zero status, that fails make.
 	$(VENV)/bin/pytest
+
+# .secrets.baseline lists the known fake secrets (test AppSecrets, WeChat's sample keys),
+# audited, without line numbers so that moving one does not rewrite the file. Exit 3 of the
+# hook: no new secret, but a listed one is gone and the baseline was rewritten (commit it).
+.PHONY: secrets
+secrets: venv ## Fail on a secret in a tracked file that .secrets.baseline does not list
+	$(VENV)/bin/pre-commit validate-config
+	$(VENV)/bin/detect-secrets-hook --baseline .secrets.baseline $$(git ls-files) || [ $$? -eq 3 ]
+
+.PHONY: hooks
+hooks: venv sam-venv ## Install the git pre-commit hooks: ruff, cfn-lint, the secret scan
+	$(VENV)/bin/pre-commit install
 
 .PHONY: unit
 unit: venv ## Unit tests only: pure logic, no Redis, no moto, no sockets (seconds)

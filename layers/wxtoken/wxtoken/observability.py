@@ -236,7 +236,7 @@ def _build_tracer() -> TracerAPI:
     except ImportError:
         logger.warning(
             "WXTOKEN_TRACING=true but aws-xray-sdk is not installed: tracing stays off. "
-            "Add aws-xray-sdk to layers/wxtoken/requirements.txt to trace."
+            "Add aws-xray-sdk to layers/wxtoken/requirements.in and run make lock to trace."
         )
         return cast(TracerAPI, NoOpTracer())
 
