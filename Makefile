@@ -20,6 +20,11 @@ LAYER_LOCK := layers/wxtoken/requirements.txt
 DEV_LOCK := requirements-dev.txt
 SAM_LOCK := requirements-sam.txt
 
+# pytest-xdist workers for make test / make integration: one per CPU. Each worker spawns its
+# own redis-server and moto server (session fixtures), so tests never share a port.
+# PYTEST_WORKERS=0 runs them in this process, serially (for a debugger).
+PYTEST_WORKERS ?= auto
+
 # Regions cfn-lint checks the template against: a commercial region and AWS China.
 LINT_REGIONS ?= us-east-1 cn-north-1
 
@@ -106,7 +111,7 @@ test: venv secrets ## Secret scan, lint, type-check and run every test (unit and
 	@# devtools and bench are products of their own: strict too.
 	$(VENV)/bin/mypy devtools bench
 	@# pytest exits 5 when it collects no tests; like any non-zero status, that fails make.
-	$(VENV)/bin/pytest
+	$(VENV)/bin/pytest -n $(PYTEST_WORKERS)
 
 # .secrets.baseline lists the known fake secrets (test AppSecrets, WeChat's sample keys),
 # audited, without line numbers so that moving one does not rewrite the file. Exit 3 of the
@@ -126,7 +131,7 @@ unit: venv ## Unit tests only: pure logic, no Redis, no moto, no sockets (second
 
 .PHONY: integration
 integration: venv ## Integration, end-to-end and fuzz tests (spawned redis-server, moto, the WeChat stand-in)
-	$(VENV)/bin/pytest tests/integration tests/e2e tests/fuzz
+	$(VENV)/bin/pytest -n $(PYTEST_WORKERS) tests/integration tests/e2e tests/fuzz
 
 .PHONY: validate
 validate: sam-venv ## Validate template.yaml (sam validate --lint, cfn-lint incl. AWS China)
