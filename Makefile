@@ -173,8 +173,11 @@ local: venv ## Run the stack locally: API on :3000, schedules, local AWS, WeChat
 	$(VENV)/bin/python -m devtools.local $(LOCAL_ARGS)
 
 .PHONY: invoke
-invoke: venv ## Invoke a function once (sam local invoke): FN=… EVENT=… [ENV_VARS=events/env.json]
-	$(VENV)/bin/python -m devtools.invoke $(FN) -e $(EVENT) $(if $(ENV_VARS),--env-vars $(ENV_VARS))
+invoke: ## Invoke a function once (sam local invoke): FN=… EVENT=… [ENV_VARS=events/env.json]
+	@# stdout is the result's JSON alone, as with sam (make invoke … | jq): make echoes
+	@# nothing, and setting up .venv, if it must, talks on stderr.
+	@$(MAKE) --no-print-directory -s venv >&2
+	@$(VENV)/bin/python -m devtools.invoke $(FN) -e $(EVENT) $(if $(ENV_VARS),--env-vars $(ENV_VARS))
 
 .PHONY: play
 play: venv ## Play WeChat: send MSG to the local webhook, encrypted (PLAIN=1: plain)
