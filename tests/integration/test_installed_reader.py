@@ -4,8 +4,8 @@ store's settings only (no WECHAT_APPS_SECRET_ID), on SSM (moto server) and on Re
 
 The virtualenv is made once per session (about 10 s: venv, then pip with its cache and the
 local indexes) from a copy of the package, so the install leaves nothing in the worktree.
-Versions are held to the layer's and the dev lock's pins; pip refuses hashes in a
-constraints file, so the pins are copied without them.
+Versions are held to the layer's and the dev lock's pins, copied without their hashes: a
+hashed constraints file turns on pip's hash checking, which refuses the package's folder.
 """
 
 from __future__ import annotations
