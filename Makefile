@@ -141,6 +141,9 @@ validate: sam-venv ## Validate template.yaml (sam validate --lint, cfn-lint incl
 .PHONY: build
 build: sam-venv ## sam build: the layer (arm64 wheels) and the functions into .aws-sam/
 	$(require_python313)
+	@# sam build copies the layer's folder as it is on disk: not setuptools' leftovers from a
+	@# `pip install ./layers/wxtoken` (the layer installs requirements.txt, not the package).
+	rm -rf layers/wxtoken/build layers/wxtoken/*.egg-info
 	@# sam build looks up python3.13 on PATH; put the real interpreter first.
 	PATH="$(dir $(PYTHON313)):$$PATH" $(SAM) build
 
@@ -150,6 +153,7 @@ ci: test validate build ## What CI runs (.ci/run)
 .PHONY: clean
 clean: ## Remove build output and tool caches (keeps the virtualenvs)
 	rm -rf .aws-sam .pytest_cache .ruff_cache .mypy_cache .hypothesis
+	rm -rf layers/wxtoken/build layers/wxtoken/*.egg-info
 	find . -path ./$(VENV) -prune -o -path ./$(SAM_VENV) -prune -o \
 		-name __pycache__ -type d -prune -exec rm -rf {} +
 

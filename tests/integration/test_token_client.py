@@ -28,7 +28,7 @@ from tests.fixtures.wechat import APPID_A, APPID_B, SECRET_A
 from wxtoken.client import LambdaRefreshRequester, TokenClient, get_client
 from wxtoken.client import token_client as client_module
 from wxtoken.deadline import Deadline
-from wxtoken.errors import RefreshRequestError, TokenRejectedError, TokenUnavailableError
+from wxtoken.errors import ConfigError, RefreshRequestError, TokenRejectedError, TokenUnavailableError
 from wxtoken.refresh import RefreshRequest, Trigger
 from wxtoken.refresh.in_process import InProcessRefreshRequester
 from wxtoken.store.base import Credential, RecordName
@@ -494,6 +494,37 @@ def test_from_env_without_a_function_name_refreshes_in_process(system):
 
     assert client.call(APPID_A, "GET", API_PATH)["errcode"] == 0
     assert system.wechat.token_calls(APPID_A) == token_calls + 1
+
+
+def reader_env(system) -> dict[str, str]:
+    """What a reader outside the functions is given: the store's settings, no apps secret."""
+    return {name: value for name, value in system.env.items() if name != "WECHAT_APPS_SECRET_ID"}
+
+
+def test_from_env_reads_tokens_without_the_apps_secret(system):
+    refresh(system)
+
+    client = TokenClient.from_env(reader_env(system))
+
+    assert client.access_token(APPID_A) == system.stored(APPID_A).value
+    assert system.wechat.is_valid(APPID_A, client.access_token(APPID_A))
+
+
+def test_a_rejected_token_without_a_function_or_apps_secret_names_both_and_calls_nobody(system):
+    # Given a reader with the store's settings only, whose token WeChat then rejects
+    refresh(system)
+    client = TokenClient.from_env(reader_env(system))
+    client.access_token(APPID_A)
+    _revoke(system)
+    token_calls = system.wechat.token_calls(APPID_A)
+
+    # When it calls the API, Then the error names what compare-and-refresh needs
+    with pytest.raises(ConfigError, match="REFRESH_FUNCTION_NAME") as caught:
+        client.call(APPID_A, "GET", API_PATH)
+    assert "WECHAT_APPS_SECRET_ID" in str(caught.value)
+    assert APPID_A in str(caught.value)
+    assert system.wechat.token_calls(APPID_A) == token_calls
+    assert api_errcodes(system) == [40001]
 
 
 @pytest.mark.parametrize("system", ["redis"], indirect=True)  # nothing here depends on the store

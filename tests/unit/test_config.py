@@ -1,5 +1,7 @@
 """Settings fail fast, naming the variable, and default to the documented values."""
 
+from dataclasses import replace
+
 import pytest
 
 from wxtoken.config import ObservabilitySettings, Settings, StoreKind, TokenAPI
@@ -18,6 +20,28 @@ def test_defaults_match_the_documented_contract():
 def test_missing_apps_secret_names_the_variable():
     with pytest.raises(ConfigError, match="WECHAT_APPS_SECRET_ID"):
         Settings.from_env({})
+
+
+def test_a_reader_needs_no_apps_secret_but_code_that_reads_appsecrets_does():
+    settings = Settings.reader_from_env({"TOKEN_PARAMETER_PREFIX": "/prod/wxtoken"})
+    assert settings.apps_secret_id is None
+    assert settings.parameter_prefix == "/prod/wxtoken"
+    with pytest.raises(ConfigError, match="WECHAT_APPS_SECRET_ID"):
+        _ = settings.required_apps_secret_id
+    with_secret = Settings.reader_from_env({"WECHAT_APPS_SECRET_ID": "wxtoken/apps"})
+    assert with_secret.required_apps_secret_id == "wxtoken/apps"
+
+
+def test_a_reader_validates_the_store_settings_as_the_functions_do():
+    with pytest.raises(ConfigError, match="REDIS_URL"):
+        Settings.reader_from_env({"TOKEN_STORE": "redis"})
+    with pytest.raises(ConfigError, match="TOKEN_PARAMETER_PREFIX"):
+        Settings.reader_from_env({"TOKEN_PARAMETER_PREFIX": "wxtoken/"})
+    reader = Settings.reader_from_env({"TOKEN_STORE": "redis", "REDIS_URL": "rediss://cache:6379"})
+    writer = Settings.from_env(
+        {"TOKEN_STORE": "redis", "REDIS_URL": "rediss://cache:6379", "WECHAT_APPS_SECRET_ID": "s"}
+    )
+    assert reader == replace(writer, apps_secret_id=None)
 
 
 def test_redis_store_needs_a_redis_url():

@@ -34,9 +34,17 @@ class TokenAPI(StrEnum):
     STABLE_TOKEN = "stable_token"
 
 
+_NO_APPS_SECRET = (
+    "WECHAT_APPS_SECRET_ID is not set: name the Secrets Manager secret that "
+    "holds the apps JSON (see README, Configuration)"
+)
+
+
 @dataclass(frozen=True, slots=True)
 class Settings:
-    apps_secret_id: str
+    # The secret with every AppSecret. The functions need it (from_env refuses to start
+    # without it); a reader (reader_from_env) only if it refreshes in its own process.
+    apps_secret_id: str | None
     # The webhook's own secret (Token and EncodingAESKey, no AppSecret). Unset: the webhook
     # reads the apps secret, as before the split.
     webhook_secret_id: str | None = None
@@ -86,19 +94,45 @@ class Settings:
             raise ConfigError("TOKEN_STORE=redis needs REDIS_URL (redis://… or rediss://…)")
 
     @property
+    def required_apps_secret_id(self) -> str:
+        """``apps_secret_id``, for code that reads AppSecrets (the refresher, the webhook).
+
+        Raises :class:`ConfigError` naming WECHAT_APPS_SECRET_ID when the settings have none
+        (reader settings, :meth:`reader_from_env`).
+        """
+        if not self.apps_secret_id:
+            raise ConfigError(_NO_APPS_SECRET)
+        return self.apps_secret_id
+
+    @property
     def min_stored_lifetime_seconds(self) -> int:
         """A freshly stored token must outlive the moment the guard would next replace it."""
         return self.guard_margin_seconds + self.guard_period_seconds
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """The functions' settings: WECHAT_APPS_SECRET_ID is required (checked first, so a
+        function without it fails at cold start naming it). Raises :class:`ConfigError`."""
         env = os.environ if environ is None else environ
-        secret_id = env.get("WECHAT_APPS_SECRET_ID", "").strip()
-        if not secret_id:
-            raise ConfigError(
-                "WECHAT_APPS_SECRET_ID is not set: name the Secrets Manager secret that "
-                "holds the apps JSON (see README, Configuration)"
-            )
+        if not env.get("WECHAT_APPS_SECRET_ID", "").strip():
+            raise ConfigError(_NO_APPS_SECRET)
+        return cls._read(env)
+
+    @classmethod
+    def reader_from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+        """A reader's settings (:class:`~wxtoken.client.TokenClient` outside the functions).
+
+        A reader needs the store's variables (TOKEN_STORE; TOKEN_PARAMETER_PREFIX, or
+        REDIS_URL with REDIS_CLUSTER and REDIS_AUTH_SECRET_ID) and, to replace a token WeChat
+        rejects, REFRESH_FUNCTION_NAME. WECHAT_APPS_SECRET_ID is optional: with it and no
+        refresh function, a reader refreshes in its own process. The same variables mean
+        the same as for :meth:`from_env`. Raises :class:`ConfigError` on a bad value.
+        """
+        return cls._read(os.environ if environ is None else environ)
+
+    @classmethod
+    def _read(cls, env: Mapping[str, str]) -> Settings:
+        secret_id = env.get("WECHAT_APPS_SECRET_ID", "").strip() or None
         store = _enum(env, "TOKEN_STORE", StoreKind, StoreKind.SSM)
         redis_url = env.get("REDIS_URL", "").strip() or None
         if store is StoreKind.REDIS and redis_url and urlsplit(redis_url).scheme not in {"redis", "rediss"}:

@@ -12,7 +12,7 @@ import threading
 from typing import Any, Protocol
 
 from wxtoken.budget import READER_REFRESH_INVOKE, CallBudget
-from wxtoken.errors import RefreshRequestError
+from wxtoken.errors import ConfigError, RefreshRequestError
 
 
 class RefreshRequester(Protocol):
@@ -75,6 +75,23 @@ class LambdaRefreshRequester:
                 # webhook's is a few seconds) rather than boto3's 60 s.
                 self._client = boto3.client("lambda", config=self._budget.botocore_config())
             return self._client
+
+
+class UnconfiguredRefreshRequester:
+    """A reader told neither how to reach the refresh function nor how to refresh itself.
+
+    Reading tokens needs neither, so such a reader starts; only a token WeChat rejects
+    (:meth:`TokenClient.call <wxtoken.client.TokenClient.call>`) needs a compare-and-refresh,
+    and then this says which variable is missing.
+    """
+
+    def compare_and_refresh(self, appid: str, invalid_token: str) -> None:
+        raise ConfigError(
+            f"WeChat rejected the stored token of {appid} and this reader cannot ask for a new one: "
+            "set REFRESH_FUNCTION_NAME to the refresh function's name (this role needs "
+            "lambda:InvokeFunction on it; docs/readers.md), or WECHAT_APPS_SECRET_ID to refresh "
+            "in this process (it then needs the AppSecrets and an allow-listed egress IP)"
+        )
 
 
 def _error_message(body: bytes, invalid_token: str) -> str:

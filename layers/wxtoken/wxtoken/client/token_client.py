@@ -34,7 +34,7 @@ from typing import Any
 
 from wxtoken.apps import AppsSource
 from wxtoken.budget import READER_REFRESH_INVOKE, CallBudget
-from wxtoken.client.requesters import LambdaRefreshRequester, RefreshRequester
+from wxtoken.client.requesters import LambdaRefreshRequester, RefreshRequester, UnconfiguredRefreshRequester
 from wxtoken.config import Settings
 from wxtoken.deadline import Deadline
 from wxtoken.errors import (
@@ -161,13 +161,16 @@ class TokenClient:
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> TokenClient:
-        """A client on the store the environment names (the refresh function's settings).
+        """A client on the store the environment names (:meth:`Settings.reader_from_env`:
+        the store's variables, as the refresh function has them; no apps secret needed).
 
         With ``REFRESH_FUNCTION_NAME`` set, rejected tokens are replaced by invoking that
-        function; without it, by refreshing in this process (which then needs the apps
-        secret, and an egress IP on WeChat's allow-list). Raises :class:`ConfigError`.
+        function; without it but with ``WECHAT_APPS_SECRET_ID``, by refreshing in this process
+        (which then needs an egress IP on WeChat's allow-list); with neither, reading works and
+        :meth:`call` raises :class:`ConfigError` naming them when WeChat rejects a token.
+        Raises :class:`ConfigError` on a missing or bad store setting.
         """
-        return cls.from_settings(Settings.from_env(environ))
+        return cls.from_settings(Settings.reader_from_env(environ))
 
     @classmethod
     def from_settings(
@@ -185,6 +188,8 @@ class TokenClient:
         requester: RefreshRequester
         if settings.refresh_function_name:
             requester = LambdaRefreshRequester(settings.refresh_function_name, budget=invoke_budget)
+        elif not settings.apps_secret_id:
+            requester = UnconfiguredRefreshRequester()
         else:
             # Only then does a reader load the writer: it refreshes in this process, sharing
             # this client's store and HTTP session rather than opening its own.
@@ -195,7 +200,7 @@ class TokenClient:
                 settings=settings,
                 store=store,
                 wechat=wechat,
-                apps=AppsSource(settings.apps_secret_id, max_age=settings.secret_cache_seconds),
+                apps=AppsSource(settings.required_apps_secret_id, max_age=settings.secret_cache_seconds),
             )
             requester = InProcessRefreshRequester(refresher)
         return cls(store=store, wechat=wechat, refresher=requester)
@@ -334,7 +339,9 @@ class TokenClient:
         through the refresh function and the call is retried once; if WeChat rejects the
         new token too, :class:`TokenRejectedError` is raised. Other WeChat errors raise
         their :class:`WeChatAPIError` subclass; a failed replacement raises
-        :class:`RefreshRequestError`. ``deadline`` bounds WeChat's retries (default 10 s).
+        :class:`RefreshRequestError`, and :class:`ConfigError` when this reader has neither
+        REFRESH_FUNCTION_NAME nor WECHAT_APPS_SECRET_ID. ``deadline`` bounds WeChat's retries
+        (default 10 s).
         """
         deadline = deadline or Deadline.after(DEFAULT_CALL_SECONDS)
         token = self.access_token(appid)

@@ -26,7 +26,7 @@ def build_refresher(
         settings=settings,
         store=open_store(settings, clock=clock),
         wechat=build_wechat_api(settings),
-        apps=apps or AppsSource(settings.apps_secret_id, max_age=settings.secret_cache_seconds),
+        apps=apps or AppsSource(settings.required_apps_secret_id, max_age=settings.secret_cache_seconds),
         clock=clock,
         sleep=sleep,
     )

@@ -76,7 +76,7 @@ def webhook_apps(settings: Settings) -> AppsSource:
     max_age = settings.secret_cache_seconds
     if settings.webhook_secret_id:
         return AppsSource(settings.webhook_secret_id, max_age=max_age, shape=WEBHOOK_SECRET)
-    return AppsSource(settings.apps_secret_id, max_age=max_age)
+    return AppsSource(settings.required_apps_secret_id, max_age=max_age)
 
 
 def build_webhook_runtime(
