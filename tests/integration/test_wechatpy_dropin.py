@@ -18,7 +18,7 @@ from wechatpy.exceptions import WeChatClientException
 
 from devtools.wechat.standin import ErrCode
 from tests.fixtures.wechat import APPID_A, SECRET_A
-from tests.integration.test_token_client import refresh
+from tests.integration.test_token_client import in_threads, refresh
 from wxtoken.client import TokenClient
 from wxtoken.client import token_client as client_module
 from wxtoken.errors import RefreshRequestError
@@ -131,6 +131,22 @@ def test_a_token_retired_by_an_outside_fetch_costs_one_token_call_all_from_the_r
     # with exactly one WeChat token call, made by the refresh path, none by the drop-in
     assert system.wechat.token_calls() == token_calls + 1
     assert requester.token_calls_inside == 1
+
+
+@pytest.mark.parametrize("system", ["redis"], indirect=True)  # nothing here depends on the store
+def test_threads_seeing_the_same_rejected_token_share_one_compare_and_refresh(system):
+    refresh(system)
+    client, requester = dropin(system)
+    rejected = client.access_token
+    system.wechat.revoke_tokens(APPID_A)
+    token_calls = system.wechat.token_calls()
+
+    answers = in_threads(20, lambda: client.user.get(OPENID))
+
+    assert all(answer["errcode"] == 0 for answer in answers)
+    assert requester.calls == [(APPID_A, rejected)]
+    assert system.wechat.token_calls() == token_calls + 1 == token_calls + requester.token_calls_inside
+    assert sorted(errcode for _, errcode, _ in api_calls(system)) == [0] * 20 + [40001] * 20
 
 
 def test_a_second_rejection_raises_wechatpys_error_after_one_compare_and_refresh(system):
