@@ -205,6 +205,13 @@ class TokenClient:
             requester = InProcessRefreshRequester(refresher)
         return cls(store=store, wechat=wechat, refresher=requester)
 
+    @property
+    def wechat_api_base(self) -> str:
+        """WeChat's API base this client calls (``WECHAT_API_BASE``, no trailing slash): for
+        callers with their own HTTP client, so that they reach the same WeChat (a proxy, the
+        stand-in) as wxtoken does."""
+        return self._wechat.base_url
+
     # --- reading ---------------------------------------------------------------------
     def access_token(self, appid: str) -> str:
         """The app's current access token, valid for at least ``safety_seconds`` more.
@@ -353,7 +360,7 @@ class TokenClient:
             logger.debug(
                 "token rejected; asking for a compare-and-refresh", extra={"appid": appid, "path": path}
             )
-            replacement = self._replace_rejected(appid, token)
+            replacement = self.replace_rejected(appid, token)
             if replacement is None:
                 raise TokenRejectedError(
                     exc.errcode,
@@ -376,11 +383,21 @@ class TokenClient:
                 "make wxtoken the only caller of the token API",
             ) from None
 
-    def _replace_rejected(self, appid: str, rejected: str) -> str | None:
-        """A token other than ``rejected``, or ``None`` if the store still holds that one.
+    def replace_rejected(self, appid: str, rejected: str) -> str | None:
+        """The token to retry with after WeChat rejected ``rejected`` (40001, 40014, 42001).
 
-        One compare-and-refresh per rejected token per process: concurrent callers wait for
-        the one in flight, later ones find its replacement cached.
+        For callers that make WeChat calls with their own HTTP client (the wechatpy drop-in)
+        and so cannot use :meth:`call`: ask once per rejected call, retry once with the answer,
+        and raise if WeChat rejects that too (never loop: a token rejected right after a
+        refresh means something outside wxtoken fetches tokens for the app).
+
+        Returns a token other than ``rejected``, or ``None`` if the refresh function kept the
+        rejected one (then there is nothing better to retry with). One compare-and-refresh per
+        rejected token per process: concurrent callers wait for the one in flight, later ones
+        find its replacement cached; a token that is no longer the stored one costs no refresh.
+        Raises :class:`RefreshRequestError` when the refresh failed (and, for ``retry_seconds``
+        after, without asking again), :class:`TokenUnavailableError` or :class:`StoreError`
+        when the store then holds nothing usable or cannot be read.
         """
         key = (appid, RecordName.ACCESS_TOKEN)
         digest = hashlib.sha256(rejected.encode()).hexdigest()
