@@ -30,9 +30,12 @@ RUN_BY: dict[str, str] = {
     "make invoke": "tests/e2e/test_docs_commands.py",
     "export AWS_ENDPOINT_URL=http://127.0.0.1:4566": "tests/e2e/test_docs_commands.py",
     "python -c 'from wxtoken.client import get_client": "tests/e2e/test_docs_commands.py",
-    "aws ssm get-parameter --with-decryption --name /wxtoken/": (
+    "aws ssm get-parameter --with-decryption --name ": (
         "tests/e2e/test_docs_commands.py, against the loop's local AWS (skipped without the AWS CLI)"
     ),
+    'pip install "./layers/wxtoken[aws]"': "tests/integration/test_installed_reader.py (a copy)",
+    "grep -E '^[A-Za-z0-9]' layers/wxtoken/requirements.txt": "tests/integration/test_installed_reader.py",
+    'pip install -c constraints.txt "./layers/wxtoken[aws]"': "tests/integration/test_installed_reader.py",
     "make test": "CI itself (.ci/run runs make ci, which runs make test)",
     "make build": "CI itself (make ci runs make build)",
 }
@@ -54,6 +57,9 @@ NOT_RUN: dict[str, str] = {
     "shred -u apps.json": "removes the file the runbook's previous command wrote",
     "ARN=$(aws cloudformation": "reads a deployed stack: needs an AWS account",
     "Q=$(aws cloudformation": "reads a deployed stack: needs an AWS account",
+    'pip install "wxtoken[aws] @ git+https://github.com/<you>/': "<you>: your fork's address",
+    "curl --aws-sigv4": "API Gateway checks the signature: needs a deployed stack (make local checks no IAM)",
+    'redis-cli -u "$REDIS_URL"': "tests/e2e/test_docs_commands.py reads the same key with redis-py",
     "make bench": "minutes of measuring; make test type-checks bench/",
     ".venv/bin/python -m bench.": "minutes of measuring (see make bench)",
     "make fuzz": "about 25 minutes; make test runs the same properties with fewer examples",
@@ -61,15 +67,29 @@ NOT_RUN: dict[str, str] = {
 
 
 def shell_commands() -> list[tuple[str, str]]:
-    """``(file, command)`` for every command in a bash/sh block, comments and blank lines dropped."""
+    """``(file, command)`` for every command in a bash/sh block, comments and blank lines
+    dropped; a quoted argument over several lines (a jq program) stays in its command."""
     found = []
     for path in DOCS:
         for block in _BLOCK.finditer(path.read_text(encoding="utf-8")):
+            pending = ""
             for line in _CONTINUED.sub(" ", block.group(1)).splitlines():
-                command = line.strip()
-                if command and not command.startswith("#"):
-                    found.append((str(path.relative_to(ROOT)), command))
+                pending = f"{pending}\n{line}" if pending else line.strip()
+                if not pending or pending.startswith("#") or not _complete(pending):
+                    pending = "" if not pending or pending.startswith("#") else pending
+                    continue
+                found.append((str(path.relative_to(ROOT)), pending))
+                pending = ""
+            assert not pending, f"{path.name}: unterminated quote in {pending!r}"
     return found
+
+
+def _complete(command: str) -> bool:
+    try:
+        shlex.split(command, comments=True)
+    except ValueError:  # "No closing quotation": the command goes on, on the next line
+        return False
+    return True
 
 
 def test_the_docs_have_commands():

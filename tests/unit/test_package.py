@@ -67,3 +67,12 @@ def test_the_package_holds_wxtoken_alone_and_says_it_is_typed():
 def test_python_3_12_is_the_floor():
     # The code uses PEP 695 generics (def f[T]), new in 3.12.
     assert pyproject()["project"]["requires-python"] == ">=3.12"
+
+
+def test_the_wechatpy_extra_holds_the_version_the_drop_in_was_tested_with():
+    (requirement,) = (
+        Requirement(text) for text in pyproject()["project"]["optional-dependencies"]["wechatpy"]
+    )
+    assert canonicalize_name(requirement.name) == "wechatpy"
+    assert "1.8.18" in requirement.specifier
+    assert "2.0" not in requirement.specifier
