@@ -73,7 +73,7 @@ class WeChatApp:
     encoding_aes_key: str
 
     def apps_secret(self) -> str:
-        """The apps secret's JSON (README: the apps secret)."""
+        """The apps secret's JSON (README, Configuration: the apps secret)."""
         return json.dumps(
             {
                 self.appid: {

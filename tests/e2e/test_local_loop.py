@@ -140,7 +140,7 @@ def local_loop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalLoop]:
 
 def test_the_loop_refreshes_at_start_into_the_local_store(local_loop):
     # Given a loop that just became ready (the schedules fire once at start)
-    # When another program reads the store, as README's `aws ssm get-parameter` does
+    # When another program reads the store, as docs/readers.md's `aws ssm get-parameter` does
     name = f"/wxtoken/{local_loop.appid}/access_token"
     raw = local_loop.aws("ssm").get_parameter(Name=name, WithDecryption=True)["Parameter"]["Value"]
     # Then it finds the record, and WeChat (the stand-in) takes its token

@@ -36,7 +36,7 @@ class TokenAPI(StrEnum):
 
 _NO_APPS_SECRET = (
     "WECHAT_APPS_SECRET_ID is not set: name the Secrets Manager secret that "
-    "holds the apps JSON (see README, Configuration)"
+    "holds the apps JSON (README, Configuration)"
 )
 
 
@@ -71,7 +71,7 @@ class Settings:
     # The guard asks WeChat whether it still accepts each stored token this often (0: never).
     # Only WeChat knows when another program fetched a token with the same AppSecret; the
     # stored one then dies 5 minutes later. 120 s bounds that lapse to 2 minutes, at 720
-    # probe calls per app per day (README, "The probe").
+    # probe calls per app per day (docs/how-it-works.md, "The probe").
     probe_period_seconds: int = 120
     http_connect_timeout: float = 3.0
     http_read_timeout: float = 5.0

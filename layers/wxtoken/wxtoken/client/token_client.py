@@ -366,7 +366,7 @@ class TokenClient:
                     exc.errcode,
                     exc.errmsg,
                     "the refresh function kept the rejected token: see its logs; a process "
-                    "fetching tokens outside wxtoken retires wxtoken's (README: how the refresh works)",
+                    "fetching tokens outside wxtoken retires wxtoken's (docs/how-it-works.md)",
                 ) from None
         try:
             return self._wechat.call(

@@ -35,19 +35,19 @@ _TABLE: Final[dict[int, tuple[type[WeChatAPIError], str]]] = {
     40125: (
         InvalidCredentialError,
         "the AppSecret is not valid: reset it in the WeChat console if needed and put the "
-        "new one in the apps secret (README, Runbook: rotate the AppSecret)",
+        "new one in the apps secret (docs/runbook.md: rotate an AppSecret)",
     ),
     40164: (
         IPNotAllowlistedError,
         "add this function's egress IP to the IP allow-list (IP白名单) in the WeChat console; "
-        "with EgressMode=create-nat it is the stack output EgressIp (README: the WeChat allow-list)",
+        "with EgressMode=create-nat it is the stack output EgressIp (docs/deploy.md: egress)",
     ),
     41002: (InvalidCredentialError, "appid missing: check the apps secret"),
     41004: (InvalidCredentialError, "AppSecret missing: add app_secret for this app in the apps secret"),
     45009: (
         QuotaExceededError,
         "the daily quota of this API is used up: it resets at midnight Beijing time, or an "
-        "admin can reset it once a month with /cgi-bin/clear_quota (README, Runbook)",
+        "admin can reset it once a month with /cgi-bin/clear_quota (docs/runbook.md)",
     ),
     45011: (QuotaExceededError, "API calls too frequent: slow down and retry in a minute"),
     89503: (
