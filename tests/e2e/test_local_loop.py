@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -74,7 +76,35 @@ class LocalLoop:
         return self.log_path.read_text(encoding="utf-8", errors="replace")
 
 
-def start_local_loop(directory: Path, **env: str) -> LocalLoop:
+def template_with_test_router(directory: Path) -> Path:
+    """template.yaml, its webhook's CodeUri moved to a copy of functions/webhook/app.py whose
+    ``handlers.py`` is wxtoken's test router (tests/fixtures/routers.py), not the user's.
+
+    The seam is the one SAM itself reads, the template's CodeUri: app.py and the loop run
+    unchanged, and ``make local`` keeps running the user's handlers. Every other code path
+    is made absolute, so the copy runs the repository's code from anywhere.
+    """
+    code = directory / "webhook"
+    code.mkdir()
+    shutil.copy2(ROOT / "functions" / "webhook" / "app.py", code / "app.py")
+    shutil.copy2(ROOT / "tests" / "fixtures" / "routers.py", code / "wxtoken_test_routers.py")
+    handlers = "from wxtoken_test_routers import echo_router\n\nrouter = echo_router()\n"
+    (code / "handlers.py").write_text(handlers, encoding="utf-8")
+
+    def absolute(match: re.Match[str]) -> str:
+        target = code if match[2].rstrip("/") == "functions/webhook" else ROOT / match[2]
+        return f"{match[1]}: {target}/"
+
+    text = (ROOT / "template.yaml").read_text(encoding="utf-8")
+    moved, count = re.subn(r"^(\s*(?:CodeUri|ContentUri)): (\S+)$", absolute, text, flags=re.M)
+    assert count >= 3, "template.yaml's CodeUri/ContentUri lines moved"
+    assert str(code) in moved, "template.yaml's webhook CodeUri moved"
+    template = directory / "template.yaml"
+    template.write_text(moved, encoding="utf-8")
+    return template
+
+
+def start_local_loop(directory: Path, *args: str, **env: str) -> LocalLoop:
     """``python -m devtools.local`` on free ports; returns once its state file says ready."""
     state_file = directory / "state.json"
     log_path = directory / "local.log"
@@ -87,6 +117,7 @@ def start_local_loop(directory: Path, **env: str) -> LocalLoop:
                 "devtools.local",
                 *("--port", "0", "--aws-port", "0", "--lambda-port", "0", "--wechat-port", "0"),
                 *("--state-file", str(state_file)),
+                *args,
             ],
             cwd=ROOT,
             env=environment,
@@ -131,7 +162,9 @@ def alive(pid: int) -> bool:
 
 @pytest.fixture(scope="module")
 def local_loop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalLoop]:
-    loop = start_local_loop(tmp_path_factory.mktemp("local-loop"))
+    # The loop on wxtoken's test router: its replies are pinned, whatever handlers.py holds.
+    directory = tmp_path_factory.mktemp("local-loop")
+    loop = start_local_loop(directory, "--template", str(template_with_test_router(directory)))
     try:
         yield loop
     finally:

@@ -12,10 +12,12 @@ import pytest
 from devtools.wechat.player import WeChatPlayer, apigw_event, event_xml, text_xml
 from tests.fixtures.aws import create_dedup_table
 from tests.fixtures.lambda_context import FakeLambdaContext, load_handler
+from tests.fixtures.routers import WELCOME
 from tests.fixtures.wechat import APPID_A, APPID_B
 from wxtoken.deadline import Deadline
 from wxtoken.refresh import RefreshRequest, Trigger
-from wxtoken.wechat.messages import parse_xml
+from wxtoken.webhook import HandlerContext, MessageRouter
+from wxtoken.wechat.messages import TextMessage, parse_xml
 from wxtoken.wechat.signature import sha1_signature
 
 EVENTS = Path(__file__).parents[2] / "events"
@@ -83,7 +85,7 @@ def test_safe_mode_message_gets_an_encrypted_echo_reply(webhook, player):
 def test_subscribe_event_gets_the_welcome_text(webhook, player):
     query, body = player.message(event_xml("subscribe", event_key="qrscene_42"))
     response = invoke(webhook, apigw_event("POST", PATH, query, body))
-    assert "Welcome" in parse_xml(response["body"])["Content"]
+    assert parse_xml(response["body"])["Content"] == WELCOME
 
 
 def test_other_messages_get_success(webhook, player):
@@ -179,7 +181,7 @@ def test_ciphertext_for_another_appid_gets_400(webhook):
 
 def test_wechat_retries_run_the_handler_once_and_get_the_same_answer(webhook, player):
     calls = []
-    from handlers import router  # the function's own router, loaded with it
+    router = webhook.router  # the test's own router, loaded with the function (load_handler)
 
     @router.message("image")
     def count(message):
@@ -201,7 +203,7 @@ def test_wechat_retries_run_the_handler_once_and_get_the_same_answer(webhook, pl
 def test_a_slow_handler_is_answered_success_in_time(webhook, player, monkeypatch):
     monkeypatch.setenv("WEBHOOK_HANDLER_TIMEOUT_SECONDS", "0.2")
     slow = load_handler("webhook")
-    from handlers import router
+    router = slow.router
 
     finished = threading.Event()
 
@@ -578,3 +580,50 @@ def test_dedup_and_the_token_api_share_one_store_connection(webhook, system, pla
 
     # the admin connection was opened by the first INFO; the webhook's one pool opened one
     assert int(admin.info("stats")["total_connections_received"]) - before == 1
+
+
+# --- handlers that take a context ------------------------------------------------------------------
+def test_a_handler_with_a_context_calls_wechat_back_for_the_sender(system, player, monkeypatch):
+    # Given a stored token, and a handler that takes (message, context) and sends the sender a
+    # customer-service message through the context's token client
+    system.refresher().run(RefreshRequest(Trigger.SCHEDULED, system.clock()), Deadline.after(10))
+    monkeypatch.setenv("WEBHOOK_HANDLER_TIMEOUT_SECONDS", "3")
+    router = MessageRouter()
+    seen: list[tuple[str, str, float]] = []
+
+    @router.message("text")
+    def later(message: TextMessage, context: HandlerContext) -> None:
+        seen.append((context.appid, context.openid, context.deadline.remaining()))
+        context.call(
+            "POST",
+            "/cgi-bin/message/custom/send",
+            json={"touser": context.openid, "msgtype": "text", "text": {"content": "done"}},
+        )
+
+    handler = _webhook_on(system, monkeypatch, router)
+
+    # When WeChat delivers a text message from oUSER
+    query, body = player.message(text_xml("slow job"))
+    response = invoke(handler, apigw_event("POST", PATH, query, body))
+
+    # Then WeChat got success, and the stand-in got the call for that user, with the app's token
+    assert response["body"] == "success"
+    [(appid, openid, remaining)] = seen
+    assert (appid, openid) == (APPID_A, "oUSER")
+    assert 0 < remaining <= 3
+    [call] = [c for c in system.wechat.calls("api") if c.path == "/cgi-bin/message/custom/send"]
+    assert call.appid == APPID_A
+    assert call.params["touser"] == "oUSER"
+    assert call.params["text"] == {"content": "done"}
+
+
+def _webhook_on(system, monkeypatch, router: MessageRouter):
+    """The webhook function with ``router`` as its handlers, on app A (Token, EncodingAESKey)."""
+    system.put_apps(
+        {**system.apps, APPID_A: {**system.apps[APPID_A], "token": TOKEN, "encoding_aes_key": AES_KEY}}
+    )
+    if system.kind == "ssm":
+        create_dedup_table(system.aws, "wxtoken-dedup")
+        monkeypatch.setenv("DEDUP_TABLE", "wxtoken-dedup")
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "wxtoken-webhook")
+    return load_handler("webhook", router=router)

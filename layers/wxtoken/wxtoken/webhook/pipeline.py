@@ -21,19 +21,24 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from aws_lambda_powertools.metrics import MetricUnit
 
 from wxtoken.apps import AppConfig, AppsSource
 from wxtoken.config import Settings
+from wxtoken.deadline import Deadline
 from wxtoken.errors import MalformedMessage, PayloadTooLarge, SignatureMismatch, UnknownAppError
 from wxtoken.observability import DEADLINE_FALLBACK, WEBHOOK_MESSAGE, count, logger, put_metric
+from wxtoken.webhook.context import HandlerContext
 from wxtoken.webhook.router import MessageRouter
 from wxtoken.wechat.crypto import MessageCrypto
 from wxtoken.wechat.messages import Event, Message, parse_encrypted_envelope, parse_message
 from wxtoken.wechat.replies import SUCCESS, encrypted_reply, reply_to
 from wxtoken.wechat.signature import sha1_signature, verify_signature
+
+if TYPE_CHECKING:
+    from wxtoken.client import TokenClient
 
 # WeChat's timestamp is unix seconds: 10 digits until the year 2286; a little room, no more.
 _MAX_TIMESTAMP_DIGITS = 12
@@ -88,6 +93,7 @@ class Webhook:
         dedup: Deduplicator,
         clock: Callable[[], float] = time.time,
         on_outcome: Callable[[str, Message | None], None] | None = None,
+        tokens: Callable[[], TokenClient] | None = None,
     ) -> None:
         self._settings = settings
         self._apps = apps
@@ -95,6 +101,7 @@ class Webhook:
         self._dedup = dedup
         self._clock = clock
         self._on_outcome = on_outcome or (lambda _what, _message: None)
+        self._tokens = tokens or _default_tokens
         self._cryptos: dict[tuple[str, str], MessageCrypto] = {}
         self._cryptos_lock = threading.Lock()
 
@@ -148,9 +155,17 @@ class Webhook:
     def _answer(self, appid: str, message: Message) -> str:
         """The handler's reply as XML, or ``success``; never waits past the deadline."""
         started = self._clock()
-        future = _HANDLER_POOL.submit(self._router.dispatch, message)
+        budget = self._settings.webhook_handler_timeout_seconds
+        context = HandlerContext(
+            appid=appid,
+            openid=message.from_user,
+            message=message,
+            deadline=Deadline.after(budget),
+            token_client=self._tokens,
+        )
+        future = _HANDLER_POOL.submit(self._router.dispatch, message, context)
         try:
-            reply = future.result(timeout=self._settings.webhook_handler_timeout_seconds)
+            reply = future.result(timeout=budget)
         except FutureTimeout:
             logger.warning(
                 "business handler overran the deadline; answered success (reply later with the "
@@ -244,6 +259,13 @@ class Webhook:
             timestamp=timestamp,
             nonce=nonce,
         )
+
+
+def _default_tokens() -> TokenClient:
+    """The process's token client, for a Webhook built without one (tests, benchmarks)."""
+    from wxtoken.client import get_client
+
+    return get_client()
 
 
 def _encodable(text: str) -> bool:

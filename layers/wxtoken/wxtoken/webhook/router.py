@@ -12,18 +12,34 @@
 A handler returns a :class:`~wxtoken.wechat.replies.Reply` for a passive reply, or ``None``
 for none (WeChat gets ``success``). Unregistered types fall to ``@router.default`` or get
 no reply. Names match WeChat's ``MsgType`` / ``Event`` values, case-insensitively.
+
+A handler takes the message, or the message and a
+:class:`~wxtoken.webhook.context.HandlerContext` (appid, openid, deadline, token client)::
+
+    @router.message("image")
+    def on_image(message: ImageMessage, context: HandlerContext) -> Reply | None: ...
+
+Which one is decided once, at registration, from the handler's signature: two required
+positional parameters get the context; anything else gets the message alone, as before.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from wxtoken.webhook.context import HandlerContext
 from wxtoken.wechat.messages import Event, Message
 from wxtoken.wechat.replies import Reply
 
-Handler = Callable[[Any], Reply | None]
+MessageHandler = Callable[[Any], Reply | None]
+"""``handler(message)``: the message's own dataclass (``TextMessage``, ``SubscribeEvent``, …)."""
+ContextHandler = Callable[[Any, HandlerContext], Reply | None]
+"""``handler(message, context)``."""
+Handler = MessageHandler | ContextHandler
 H = TypeVar("H", bound=Handler)
+_Call = Callable[[Message, HandlerContext | None], Reply | None]
 
 
 class MessageRouter:
@@ -32,9 +48,9 @@ class MessageRouter:
     ``None`` for ``success``); :meth:`dispatch` picks the handler for one message."""
 
     def __init__(self) -> None:
-        self._messages: dict[str, Handler] = {}
-        self._events: dict[str, Handler] = {}
-        self._default: Handler | None = None
+        self._messages: dict[str, tuple[Handler, _Call]] = {}
+        self._events: dict[str, tuple[Handler, _Call]] = {}
+        self._default: tuple[Handler, _Call] | None = None
 
     def message(self, msg_type: str) -> Callable[[H], H]:
         """Register a handler for a ``MsgType`` (text, image, voice, video, shortvideo, location, link)."""
@@ -46,22 +62,32 @@ class MessageRouter:
 
     def default(self, handler: H) -> H:
         """The handler for everything nothing else claimed."""
-        self._default = handler
+        self._default = (handler, _caller(handler))
         return handler
 
     def handler_for(self, message: Message) -> Handler | None:
+        """The registered handler (as written) that :meth:`dispatch` would run, or ``None``."""
+        found = self._entry(message)
+        return found[0] if found else None
+
+    def dispatch(self, message: Message, context: HandlerContext | None = None) -> Reply | None:
+        """Run the message's handler; ``None`` when nothing is registered for it.
+
+        A handler that takes a context and is dispatched without one gets ``TypeError``:
+        the pipeline always passes one; only a test calling ``dispatch`` directly can forget.
+        """
+        found = self._entry(message)
+        return found[1](message, context) if found else None
+
+    def _entry(self, message: Message) -> tuple[Handler, _Call] | None:
         if isinstance(message, Event):
             found = self._events.get(message.event.lower())
         else:
             found = self._messages.get(message.msg_type.lower())
         return found or self._default
 
-    def dispatch(self, message: Message) -> Reply | None:
-        handler = self.handler_for(message)
-        return handler(message) if handler else None
-
     @staticmethod
-    def _register(table: dict[str, Handler], name: str) -> Callable[[H], H]:
+    def _register(table: dict[str, tuple[Handler, _Call]], name: str) -> Callable[[H], H]:
         key = name.strip().lower()
         if not key:
             raise ValueError("a handler needs a message type or event name")
@@ -69,7 +95,46 @@ class MessageRouter:
         def decorate(handler: H) -> H:
             if key in table:
                 raise ValueError(f"a handler for {name!r} is already registered")
-            table[key] = handler
+            table[key] = (handler, _caller(handler))
             return handler
 
         return decorate
+
+
+def _takes_context(handler: Handler) -> bool:
+    """Whether ``handler`` has a second *required* positional parameter: the context's place.
+
+    Required, so that handlers written before contexts keep getting the message alone,
+    including ``def h(message, cache={})`` or ``def h(*args)``. Raises ``TypeError`` at
+    registration for a handler that cannot take the message: better at import (the
+    Lambda's cold start, a test's import) than on a message.
+    """
+    try:
+        signature = inspect.signature(handler)
+    except (TypeError, ValueError):
+        return False  # a builtin without a signature: called as before, with the message
+    positional = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+    required = [p for p in signature.parameters.values() if p.kind in positional and p.default is p.empty]
+    if len(required) == 2:
+        return True
+    try:
+        signature.bind(None)
+    except TypeError:
+        name = getattr(handler, "__qualname__", repr(handler))
+        raise TypeError(f"handler {name} must take (message) or (message, context)") from None
+    return False
+
+
+def _caller(handler: Handler) -> _Call:
+    """``handler`` as the router calls it: always (message, context)."""
+    if _takes_context(handler):
+        with_context: ContextHandler = handler  # type: ignore[assignment]
+
+        def call_with(message: Message, context: HandlerContext | None) -> Reply | None:
+            if context is None:
+                raise TypeError("this handler takes a context: dispatch(message, context)")
+            return with_context(message, context)
+
+        return call_with
+    alone: MessageHandler = handler  # type: ignore[assignment]
+    return lambda message, _context: alone(message)

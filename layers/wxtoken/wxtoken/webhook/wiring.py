@@ -35,19 +35,30 @@ class WebhookRuntime:
         self.apps = apps
         self.webhook = webhook
         self.dedup = dedup
-        self._tokens_factory = tokens_factory
-        self._tokens: TokenClient | None = None
-        self._lock = threading.Lock()
+        self._tokens = _Once(tokens_factory)
 
     @property
     def tokens(self) -> TokenClient:
-        with self._lock:
-            if self._tokens is None:
-                self._tokens = self._tokens_factory()
-            return self._tokens
+        return self._tokens()
 
     def register_context(self, context: Any) -> None:
         self.dedup.register_context(context)
+
+
+class _Once:
+    """``factory()``, called on first use and kept: one token client per container, whether
+    the token API or a handler (:class:`~wxtoken.webhook.context.HandlerContext`) asks first."""
+
+    def __init__(self, factory: Callable[[], TokenClient]) -> None:
+        self._factory = factory
+        self._value: TokenClient | None = None
+        self._lock = threading.Lock()
+
+    def __call__(self) -> TokenClient:
+        with self._lock:
+            if self._value is None:
+                self._value = self._factory()
+            return self._value
 
 
 def build_deduplicator(settings: Settings, store: TokenStore) -> Deduplicator:
@@ -91,7 +102,6 @@ def build_webhook_runtime(
     # nothing yet (a Redis Cluster excepted), so the message path pays only for what it uses.
     store = open_store(settings)
     dedup = build_deduplicator(settings, store)
-    webhook = Webhook(settings=settings, apps=apps, router=router, dedup=dedup, clock=clock)
 
     def tokens() -> TokenClient:
         from wxtoken.budget import REFRESH_INVOKE
@@ -99,4 +109,7 @@ def build_webhook_runtime(
 
         return TokenClient.from_settings(settings, store=store, invoke_budget=REFRESH_INVOKE)
 
-    return WebhookRuntime(settings, apps, webhook, dedup, tokens)
+    # Handlers share the token API's client (HandlerContext.tokens), built on first use.
+    shared = _Once(tokens)
+    webhook = Webhook(settings=settings, apps=apps, router=router, dedup=dedup, clock=clock, tokens=shared)
+    return WebhookRuntime(settings, apps, webhook, dedup, shared)
