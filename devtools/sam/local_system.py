@@ -154,34 +154,38 @@ def isolate_from_real_aws(environ: MutableMapping[str, str] | None = None) -> No
 
 
 def lambda_environment(function: Function, *, aws_endpoint: str, lambda_endpoint: str) -> dict[str, str]:
-    """What the function's process gets: the template's variables, Lambda's own, and the
-    local AWS. Nothing of the caller's environment except PATH reaches it."""
-    env = dict(function.environment)
-    env.update(
-        {
-            # Lambda's reserved variables
-            "AWS_LAMBDA_FUNCTION_NAME": function.function_name,
-            "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
-            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(function.memory_size),
-            "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{function.function_name}",
-            "AWS_LAMBDA_LOG_STREAM_NAME": "local",
-            "AWS_EXECUTION_ENV": f"AWS_Lambda_{function.runtime or 'python'}",
-            "AWS_REGION": REGION,
-            "AWS_DEFAULT_REGION": REGION,
-            "LAMBDA_TASK_ROOT": str(function.code_uri),
-            "_HANDLER": function.handler,
-            "TZ": "UTC",
-            "PATH": os.environ.get("PATH", os.defpath),
-            # The local AWS, and never a real one: fake keys, no ~/.aws files, no metadata service.
-            **FAKE_CREDENTIALS,
-            "AWS_ENDPOINT_URL": aws_endpoint,
-            "AWS_ENDPOINT_URL_LAMBDA": lambda_endpoint,
-            "AWS_CONFIG_FILE": os.devnull,
-            "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
-            "AWS_EC2_METADATA_DISABLED": "true",
-        }
-    )
-    return env
+    """What the function's process gets under make local: the template's variables, Lambda's
+    own, and the local AWS. Nothing of the caller's environment except PATH reaches it."""
+    return {
+        **function.environment,
+        **container_environment(function),
+        "AWS_ENDPOINT_URL": aws_endpoint,
+        "AWS_ENDPOINT_URL_LAMBDA": lambda_endpoint,
+    }
+
+
+def container_environment(function: Function) -> dict[str, str]:
+    """What any local run of the function gets whatever its template says: Lambda's reserved
+    variables, fake keys, and no way to a real account (no ~/.aws files, no metadata service).
+    make local adds its endpoints to it; ``devtools.invoke --sam-env`` only what sam adds."""
+    return {
+        "AWS_LAMBDA_FUNCTION_NAME": function.function_name,
+        "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(function.memory_size),
+        "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{function.function_name}",
+        "AWS_LAMBDA_LOG_STREAM_NAME": "local",
+        "AWS_EXECUTION_ENV": f"AWS_Lambda_{function.runtime or 'python'}",
+        "AWS_REGION": REGION,
+        "AWS_DEFAULT_REGION": REGION,
+        "LAMBDA_TASK_ROOT": str(function.code_uri),
+        "_HANDLER": function.handler,
+        "TZ": "UTC",
+        "PATH": os.environ.get("PATH", os.defpath),
+        **FAKE_CREDENTIALS,
+        "AWS_CONFIG_FILE": os.devnull,
+        "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
 
 
 def _preferring[T](start: Callable[[int], T], port: int) -> T:

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
 import yaml
 
@@ -453,3 +455,15 @@ def test_the_webhook_cap_resolves_to_the_parameter_or_to_none(value, reserved):
     raw = stack.document["Resources"]["WebhookFunction"]["Properties"]["ReservedConcurrentExecutions"]
     resolved = stack.resolve(raw)
     assert (None if resolved is NO_VALUE else int(resolved)) == reserved
+
+
+def test_the_functions_use_aws_endpoints_unless_aws_endpoint_url_is_set(template, monkeypatch):
+    # Declared (empty) so that sam local's --env-vars may set it; empty must mean unset.
+    assert template["Globals"]["Function"]["Environment"]["Variables"]["AWS_ENDPOINT_URL"] == ""
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "")
+    monkeypatch.setenv("AWS_CONFIG_FILE", os.devnull)  # no endpoint_url from a profile
+    client = boto3.session.Session(
+        aws_access_key_id="x", aws_secret_access_key="x", region_name="us-east-1"
+    ).client("ssm")
+
+    assert client.meta.endpoint_url == "https://ssm.us-east-1.amazonaws.com"
