@@ -8,16 +8,26 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import io
 import json
 from datetime import UTC, datetime
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from devtools.invoke import apply_env_vars, sam_environment
+from devtools.local import _banner
 from devtools.sam.api_gateway import LOCAL_IAM_USER_ARN, build_event, http_response
-from devtools.sam.host import Invocation, render_log_line
-from devtools.sam.local_system import DEFAULT_PORTS, LOCAL_PHYSICAL_IDS, STACK_NAME, lambda_environment
+from devtools.sam.host import Console, Invocation, render_log_line
+from devtools.sam.local_system import (
+    DEFAULT_PORTS,
+    LOCAL_PHYSICAL_IDS,
+    STACK_NAME,
+    LocalOptions,
+    LocalSystem,
+    lambda_environment,
+)
 from devtools.sam.template import SamTemplate, TemplateError, rate_seconds
 from wxtoken.refresh import Trigger
 from wxtoken.refresh.events import parse_refresh_event
@@ -228,3 +238,31 @@ def test_sam_takes_declared_variables_from_the_shell_and_env_vars_win_function_o
     assert environment["TOKEN_STORE"] == "redis"
     assert "NOT_DECLARED" not in environment
     assert environment["AWS_ENDPOINT_URL"] == ""  # the template's default: AWS's own endpoints
+
+
+def banner_of(environ: dict[str, str]) -> str:
+    system = LocalSystem(LocalOptions.from_environ(environ), Console(io.StringIO()))
+    system.redis_url = environ.get("REDIS_URL")
+    return _banner(system, SimpleNamespace(routes=[], url="http://127.0.0.1:3100"))  # type: ignore[arg-type]
+
+
+def test_the_banner_keeps_a_real_apps_token_and_aes_key_off_the_screen():
+    real = {"WECHAT_APPID": "wx2222222222222222", "WECHAT_APPSECRET": "real-secret"}
+    banner = banner_of(real | {"WECHAT_TOKEN": "realtoken", "WECHAT_ENCODING_AES_KEY": "A" * 43})
+
+    assert "realtoken" not in banner
+    assert "A" * 43 not in banner
+    assert "real-secret" not in banner
+    assert "the REAL WeChat API" in banner
+
+
+def test_the_banner_reads_the_token_from_the_store_in_use():
+    ssm = banner_of({})
+    assert "ssm get-parameter --with-decryption --name /wxtoken/" in ssm
+    assert "redis-cli" not in ssm
+
+    redis = banner_of({"TOKEN_STORE": "redis", "REDIS_URL": "redis://:pw@127.0.0.1:6390/0"})
+    assert (
+        "redis-cli -u redis://:***@127.0.0.1:6390/0 get 'wxtoken:{wx1111111111111111}:access_token'" in redis
+    )
+    assert "ssm get-parameter" not in redis
