@@ -167,14 +167,17 @@ distclean: clean ## clean, and remove both virtualenvs
 # Redis instead of SSM: TOKEN_STORE=redis make local.
 
 LOCAL_ARGS ?=
+# HOST=0.0.0.0: every local service listens on all interfaces, so that sam local in Docker can
+# reach them (docs/sam-local.md); they are fakes anyone on the network can then use.
+HOST ?=
 FN ?= RefreshTokenFunction
 EVENT ?= events/force_all.json
 ENV_VARS ?=
 MSG ?= hello
 
 .PHONY: local
-local: venv ## Run the stack locally: API on :3000, schedules, local AWS, WeChat sandbox
-	$(VENV)/bin/python -m devtools.local $(LOCAL_ARGS)
+local: venv ## Run the stack locally: API on :3100, schedules, local AWS, WeChat sandbox [HOST=0.0.0.0]
+	$(VENV)/bin/python -m devtools.local $(if $(HOST),--host $(HOST)) $(LOCAL_ARGS)
 
 .PHONY: invoke
 invoke: ## Invoke a function once (sam local invoke): FN=… EVENT=… [ENV_VARS=events/env.json]

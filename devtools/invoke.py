@@ -14,6 +14,12 @@ It runs against the local AWS and WeChat of a running ``make local`` (found thro
 state file), so the function sees the same secret, store and stand-in; with none running
 (or ``--standalone``) it starts its own for this one invocation. There is no container, so
 ``host.docker.internal`` in an env-vars value means this machine: 127.0.0.1.
+
+By default the function is also pointed at that local AWS (``AWS_ENDPOINT_URL``), as make
+local's functions are. ``--sam-env`` builds the environment as ``sam local invoke`` does
+instead (:func:`sam_environment`): what the template declares, from the shell and
+``--env-vars``, and nothing more; it checks that events/env.json alone takes the functions to
+the local AWS, as it must for sam in Docker (docs/sam-local.md).
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import os
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -34,6 +41,7 @@ from devtools.sam.local_system import (
     LocalError,
     LocalOptions,
     LocalSystem,
+    container_environment,
     lambda_environment,
     parse_overrides,
     read_state,
@@ -79,26 +87,66 @@ def pick_function(functions: Mapping[str, Function], name: str | None) -> Functi
     )
 
 
+def sam_overrides(function: Function, env_vars: Mapping[str, Any]) -> dict[str, Any]:
+    """The values an env-vars file gives ``function``, as sam picks them: the ``Parameters``
+    section, overridden by the first section named after the function (its logical id, else its
+    function name). samcli/commands/local/lib/local_lambda.py, LocalLambdaRunner._make_env_vars.
+    """
+    own = env_vars.get(function.logical_id) or env_vars.get(function.function_name) or {}
+    return {**(env_vars.get("Parameters") or {}), **own}
+
+
 def apply_env_vars(function: Function, environment: dict[str, str], env_vars: Mapping[str, Any]) -> list[str]:
-    """Override ``environment`` from an env-vars file, as sam does; returns notes to show."""
-    overrides = {**(env_vars.get("Parameters") or {}), **(env_vars.get(function.logical_id) or {})}
+    """Override ``environment`` from an env-vars file, as sam does; returns notes to show.
+
+    Like sam, only variables the template declares for the function are set; the rest are
+    ignored (with a note here, silently in sam). A value naming ``host.docker.internal`` (a
+    container's way to this machine) means 127.0.0.1: nothing runs in a container here.
+    """
     notes = []
-    for name, raw in overrides.items():
+    for name, raw in sam_overrides(function, env_vars).items():
         if name not in function.environment:
             notes.append(f"{name}: the template declares no such variable for {function.logical_id}; ignored")
             continue
-        value = "" if raw is None else str(raw).lower() if isinstance(raw, bool) else str(raw)
-        if DOCKER_HOST in value:
-            value = value.replace(DOCKER_HOST, "127.0.0.1")
+        value = _stringified(raw).replace(DOCKER_HOST, "127.0.0.1")
         if value != function.environment[name]:
             notes.append(f"{name}={value} (template: {function.environment[name] or '(empty)'})")
         environment[name] = value
     return notes
 
 
-def _local_wechat_port(env_vars: Mapping[str, Any], function_id: str | None) -> int:
-    """The port env-vars points WECHAT_API_BASE at on this machine (0: none), for the stand-in."""
-    value = str((env_vars.get(function_id or "") or {}).get("WECHAT_API_BASE") or "")
+def sam_environment(
+    function: Function, env_vars: Mapping[str, Any], shell: Mapping[str, str]
+) -> tuple[dict[str, str], list[str]]:
+    """The environment ``sam local invoke`` gives the function's container, and notes.
+
+    samcli/local/lambdafn/env_vars.py, EnvironmentVariables.resolve: sam's own ``AWS_*``
+    variables, then every variable the template declares, its template value replaced by the
+    shell's variable of that name, replaced by the env-vars file's. Nothing else: unlike
+    :func:`lambda_environment`, no endpoint of the local AWS is added, so the function reaches
+    it only if the template declares ``AWS_ENDPOINT_URL`` and env-vars sets it.
+    """
+    environment = container_environment(function)
+    environment["AWS_SAM_LOCAL"] = "true"
+    notes = []
+    for name, value in function.environment.items():
+        environment[name] = shell.get(name, value)
+        if name in shell:
+            notes.append(f"{name}: from the shell (sam takes a declared variable from it)")
+    return environment, notes + apply_env_vars(function, environment, env_vars)
+
+
+def _stringified(raw: Any) -> str:
+    """sam's EnvironmentVariables._stringify_value: null, lists and objects become ""."""
+    if raw is None or isinstance(raw, dict | list):
+        return ""
+    return str(raw).lower() if isinstance(raw, bool) else str(raw)
+
+
+def _local_port(env_vars: Mapping[str, Any], function_id: str | None, variable: str) -> int:
+    """The port env-vars points ``variable`` (a URL) at on this machine (0: none)."""
+    sections = [env_vars.get("Parameters") or {}, env_vars.get(function_id or "") or {}]
+    value = next((str(s[variable]) for s in reversed(sections) if s.get(variable)), "")
     split = urlsplit(value.replace(DOCKER_HOST, "127.0.0.1"))
     return (split.port or 0) if split.hostname in ("127.0.0.1", "localhost") else 0
 
@@ -114,6 +162,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("-t", "--template", type=Path, default=TEMPLATE)
     parser.add_argument("--state-file", type=Path, default=DEFAULT_STATE_FILE, help="a running make local's")
     parser.add_argument("--standalone", action="store_true", help="do not use a running make local")
+    parser.add_argument(
+        "--sam-env",
+        action="store_true",
+        help="the environment exactly as sam local invoke builds it: the template's declared variables "
+        "from the shell and --env-vars, and no local AWS endpoint unless they set AWS_ENDPOINT_URL",
+    )
     parser.add_argument(
         "--raw-logs", action="store_true", help="print the function's JSON log lines as they are"
     )
@@ -146,9 +200,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             options = LocalOptions.from_environ(
                 template=args.template.resolve(),
                 parameter_overrides=overrides,
-                aws_port=0,
                 lambda_port=0,
-                wechat_port=_local_wechat_port(env_vars, args.function_id),
+                # Where env-vars sends the function, when that is this machine.
+                aws_port=_local_port(env_vars, args.function_id, "AWS_ENDPOINT_URL") if args.sam_env else 0,
+                wechat_port=_local_port(env_vars, args.function_id, "WECHAT_API_BASE"),
             )
             system = LocalSystem(options, console)
             label = "SANDBOX — not WeChat" if system.sandbox else "the REAL WeChat API"
@@ -160,9 +215,19 @@ def main(argv: Sequence[str] | None = None) -> int:
             template = system.template
             aws_endpoint, lambda_endpoint = system.aws_endpoint, system.lambda_endpoint
         function = pick_function(template.functions(), args.function_id)
-        environment = lambda_environment(function, aws_endpoint=aws_endpoint, lambda_endpoint=lambda_endpoint)
-        for note in apply_env_vars(function, environment, env_vars):
+        if args.sam_env:
+            environment, notes = sam_environment(function, env_vars, os.environ)
+        else:
+            environment = lambda_environment(
+                function, aws_endpoint=aws_endpoint, lambda_endpoint=lambda_endpoint
+            )
+            notes = apply_env_vars(function, environment, env_vars)
+        for note in notes:
             console.say("env-vars", note)
+        endpoint = environment.get("AWS_ENDPOINT_URL", "")
+        if args.sam_env and endpoint.rstrip("/") != aws_endpoint:
+            where = f"AWS_ENDPOINT_URL={endpoint}" if endpoint else "no AWS_ENDPOINT_URL (real AWS)"
+            console.say("env-vars", f"warning: {where}, but the local AWS is at {aws_endpoint}")
         base = environment.get("WECHAT_API_BASE")
         if (
             system is not None

@@ -1,6 +1,6 @@
 """``make local``: template.yaml running on this machine, no Docker and no AWS account.
 
-    python -m devtools.local [--port 3000] [--once] [--parameter-overrides Key=Value …]
+    python -m devtools.local [--host 127.0.0.1] [--port 3100] [--once] [--parameter-overrides Key=Value …]
 
 Everything it runs is read from template.yaml (:mod:`devtools.sam.template`): the
 functions (CodeUri, Handler, Timeout, layers) with their environment, the HTTP API routes
@@ -8,6 +8,11 @@ functions (CodeUri, Handler, Timeout, layers) with their environment, the HTTP A
 the schedules (fired once at start, then at their ``rate()``, with their Input). Around
 them (:mod:`devtools.sam.local_system`): moto as the local AWS, the WeChat stand-in unless
 ``WECHAT_APPID``/``WECHAT_APPSECRET`` are set, Redis when ``TOKEN_STORE=redis``.
+
+Every service listens on ``--host`` (127.0.0.1): ``--host 0.0.0.0`` lets ``sam local`` in
+Docker reach the local AWS and the stand-in (docs/sam-local.md), and anyone on the network
+too. The default ports keep off sam's own (3000, 3001); a port in use fails the start-up,
+naming each one, rather than moving a service where events/env.json does not look.
 
 Ctrl-C or SIGTERM stops every server, thread and process it started, and exits 0.
 ``--once`` starts everything, fires the schedules, checks the token API and an encrypted
@@ -34,12 +39,14 @@ from devtools.sam.host import Console, Invocation
 from devtools.sam.local_system import (
     DEFAULT_PORTS,
     DEFAULT_STATE_FILE,
+    LOOPBACK,
     ROOT,
     TEMPLATE,
     LocalError,
     LocalOptions,
     LocalSystem,
     parse_overrides,
+    ports_in_use,
     redacted_url,
     remove_state,
     write_state,
@@ -119,10 +126,10 @@ def _banner(system: LocalSystem, api: HttpApiServer) -> str:
             f"  sample app    appid {app.appid}  AppSecret {app.app_secret}",
             f"                Token {app.token}  EncodingAESKey {app.encoding_aes_key}",
         ]
-    else:
+    else:  # the app's real Token and EncodingAESKey stay off the screen (and its logs)
         lines += [
             f"  WeChat API    the REAL WeChat API at {system.wechat_base}, app {app.appid}",
-            f"                Token {app.token}  EncodingAESKey {app.encoding_aes_key}",
+            "                Token and EncodingAESKey: WECHAT_TOKEN and WECHAT_ENCODING_AES_KEY (not shown)",
         ]
     if system.options.token_store == "redis":
         store = f"Redis at {redacted_url(system.redis_url or '')}"
@@ -131,7 +138,7 @@ def _banner(system: LocalSystem, api: HttpApiServer) -> str:
     lines += [
         f"  token store   {store}",
         f"  local AWS     moto at {system.aws_endpoint} (Secrets Manager, SSM, DynamoDB; fake keys)",
-        f"  Lambda API    {system.lambda_endpoint} (REFRESH_FUNCTION_NAME goes here; sam local start-lambda)",
+        f"  Lambda API    {system.lambda_endpoint} (REFRESH_FUNCTION_NAME; as sam local start-lambda)",
         "",
         "  functions (each in a process of its own, with its environment from the template):",
     ]
@@ -159,9 +166,7 @@ def _banner(system: LocalSystem, api: HttpApiServer) -> str:
         f"  curl {api.url}/token/{app.appid}",
         '  make play MSG="hello"                    # a signed, encrypted text message; prints the reply',
         "  make invoke FN=RefreshTokenFunction EVENT=events/force_all.json",
-        f"  AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local aws --region us-east-1 --endpoint-url "
-        f"{system.aws_endpoint} ssm get-parameter --with-decryption --name "
-        f"{_prefix(system)}/{app.appid}/access_token",
+        f"  {_read_command(system)}",
         "",
     ]
     if any(route.authorizer == "AWS_IAM" for route in api.routes):
@@ -171,6 +176,20 @@ def _banner(system: LocalSystem, api: HttpApiServer) -> str:
         )
     lines.append("Ctrl-C stops everything.")
     return "\n".join(lines)
+
+
+def _read_command(system: LocalSystem) -> str:
+    """A shell command that reads the app's stored token from the store in use."""
+    if system.options.token_store == "redis":
+        from wxtoken.store.redis_store import record_key
+
+        key = record_key(system.app.appid, "access_token")
+        return f"redis-cli -u {redacted_url(system.redis_url or '')} get '{key}'"
+    return (
+        f"AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local aws --region us-east-1 --endpoint-url "
+        f"{system.aws_endpoint} ssm get-parameter --with-decryption --name "
+        f"{_prefix(system)}/{system.app.appid}/access_token"
+    )
 
 
 def _prefix(system: LocalSystem) -> str:
@@ -211,11 +230,21 @@ def _self_check(system: LocalSystem, api: HttpApiServer, console: Console) -> bo
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m devtools.local", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--host", default="127.0.0.1", help="where the HTTP API listens (default: 127.0.0.1)")
     parser.add_argument(
-        "--port", type=int, default=DEFAULT_PORTS["api"], help="HTTP API port (default: 3000)"
+        "--host",
+        default="127.0.0.1",
+        help="where every service listens (default: 127.0.0.1); 0.0.0.0 lets Docker containers "
+        "(sam local) reach them, and exposes the fake AWS and WeChat to your network",
     )
-    parser.add_argument("--lambda-port", type=int, default=DEFAULT_PORTS["lambda"], help="Lambda Invoke API")
+    parser.add_argument(
+        "--port",
+        type=int,
+        default=DEFAULT_PORTS["api"],
+        help=f"HTTP API port (default: {DEFAULT_PORTS['api']})",
+    )
+    parser.add_argument(
+        "--lambda-port", type=int, help=f"Lambda Invoke API (default: --port + 1, {DEFAULT_PORTS['lambda']})"
+    )
     parser.add_argument("--aws-port", type=int, default=DEFAULT_PORTS["aws"], help="the local AWS (moto)")
     parser.add_argument(
         "--wechat-port", type=int, default=DEFAULT_PORTS["wechat"], help="the WeChat stand-in"
@@ -252,14 +281,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     scheduler: Scheduler | None = None
     try:
         overrides = parse_overrides(args.parameter_overrides)
+        lambda_port = args.lambda_port if args.lambda_port is not None else args.port and args.port + 1
         options = LocalOptions.from_environ(
             template=args.template.resolve(),
             parameter_overrides=overrides,
             aws_port=args.aws_port,
-            lambda_port=args.lambda_port,
+            lambda_port=lambda_port,
             wechat_port=args.wechat_port,
+            host=args.host,
         )
         system = LocalSystem(options, console)
+        ports = {"api": args.port, "lambda": lambda_port, "aws": args.aws_port}
+        taken = ports_in_use(args.host, ports | ({"wechat": args.wechat_port} if system.sandbox else {}))
+        if taken:
+            raise LocalError(
+                f"in use on {args.host}: {', '.join(taken)}. Is another make local or sam local running? "
+                "Stop it, or move each one, e.g. "
+                "make local LOCAL_ARGS='--port 3200 --aws-port 4567 --wechat-port 8082'"
+            )
+        if args.host not in LOOPBACK:
+            console.say(
+                "local",
+                f"warning: --host {args.host}: the fake AWS (any key works), the WeChat stand-in, the API "
+                "and any Redis started here answer everyone who reaches this machine on the network",
+            )
         if system.sandbox:
             console.say(
                 "local",

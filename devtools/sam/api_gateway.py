@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from typing import Any, Final
 from urllib.parse import parse_qsl, urlsplit
 
-from devtools.sam.host import BackgroundServer, Console, Invocation
+from devtools.sam.host import BackgroundServer, Console, Invocation, LocalHttpServer
 from devtools.sam.template import ACCOUNT_ID, Route
 
 LOCAL_IAM_USER_ARN: Final = f"arn:aws:iam::{ACCOUNT_ID}:user/wxtoken-local"
@@ -143,13 +143,14 @@ class HttpApiServer(BackgroundServer):
         invoke: Callable[[str, dict[str, Any]], Invocation],
         console: Console,
         host: str = "127.0.0.1",
-        port: int = 3000,
+        port: int = 0,
     ) -> None:
         self.routes = routes
         self._invoke = invoke
         self._console = console
         server = _Server((host, port), _Handler)
         server.api = self
+        server.console = console
         super().__init__(server, "http-api")
 
     def route_for(self, method: str, path: str) -> Route | None:
@@ -181,10 +182,9 @@ class HttpApiServer(BackgroundServer):
         return answer
 
 
-class _Server(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-    block_on_close = False
+class _Server(LocalHttpServer):
     api: HttpApiServer
+    tag = "api"
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):

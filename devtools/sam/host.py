@@ -334,8 +334,10 @@ class BackgroundServer:
 
     @property
     def url(self) -> str:
+        """Where a client on this machine reaches it (127.0.0.1 for a wildcard address)."""
         host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
+        shown = str(host) if str(host) not in ("0.0.0.0", "::", "") else "127.0.0.1"
+        return f"http://{shown}:{port}"
 
     def start(self) -> Self:
         self._thread.start()
@@ -366,6 +368,7 @@ class LambdaApiServer(BackgroundServer):
         self._find = find
         self._console = console
         server = _ThreadingServer((host, port), _InvokeHandler)
+        server.console = console
         server.api = self
         super().__init__(server, "lambda-api")
 
@@ -403,10 +406,32 @@ def _function_name(name: str) -> str:
     return name.split(":", 1)[0]
 
 
-class _ThreadingServer(http.server.ThreadingHTTPServer):
+class LocalHttpServer(http.server.ThreadingHTTPServer):
+    """The local servers' base: a client that hangs up before its answer is one line on the
+    console (``tag``), not socketserver's traceback (``BaseServer.handle_error`` prints one
+    for any exception a handler raises, BrokenPipeError included)."""
+
     daemon_threads = True
     block_on_close = False
+    console: Console | None = None
+    tag = "http"
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        error = sys.exc_info()[1]
+        if isinstance(error, ConnectionError) and self.console is not None:
+            client = (
+                ":".join(map(str, client_address[:2]))
+                if isinstance(client_address, tuple)
+                else client_address
+            )
+            self.console.say(self.tag, f"{client} hung up before the answer ({type(error).__name__})")
+            return
+        super().handle_error(request, client_address)
+
+
+class _ThreadingServer(LocalHttpServer):
     api: LambdaApiServer
+    tag = "lambda-api"
 
 
 class _InvokeHandler(http.server.BaseHTTPRequestHandler):

@@ -51,7 +51,16 @@ REGION: Final = "us-east-1"
 LOCAL_PHYSICAL_IDS: Final = {"AppsSecret": "wxtoken/apps", "WebhookSecret": "wxtoken/webhook"}
 SAMPLE_APP_SECRET: Final = "sandbox0appsecret0not0a0real0one"
 DEFAULT_REDIS_URL: Final = "redis://127.0.0.1:6379/0"
-DEFAULT_PORTS: Final = {"api": 3000, "lambda": 3001, "aws": 4566, "wechat": 8081}
+# Off 3000 and 3001, sam local start-api's and start-lambda's defaults: sam in Docker runs
+# beside make local, whose AWS (4566, LocalStack's port) and stand-in events/env.json names.
+DEFAULT_PORTS: Final = {"api": 3100, "lambda": 3101, "aws": 4566, "wechat": 8081}
+PORT_NAMES: Final = {
+    "api": ("the HTTP API", "--port"),
+    "lambda": ("Lambda's Invoke API", "--lambda-port"),
+    "aws": ("the local AWS (moto)", "--aws-port"),
+    "wechat": ("the WeChat stand-in", "--wechat-port"),
+}
+LOOPBACK: Final = ("127.0.0.1", "localhost", "::1")
 FAKE_CREDENTIALS: Final = {
     "AWS_ACCESS_KEY_ID": "local",
     "AWS_SECRET_ACCESS_KEY": "local",
@@ -100,6 +109,8 @@ class LocalOptions:
     aws_port: int = DEFAULT_PORTS["aws"]
     lambda_port: int = DEFAULT_PORTS["lambda"]
     wechat_port: int = DEFAULT_PORTS["wechat"]
+    # Where the local services listen; 0.0.0.0 lets containers (sam local in Docker) reach them.
+    host: str = "127.0.0.1"
     token_store: str = "ssm"
     redis_url: str | None = None
     real_app: WeChatApp | None = None
@@ -154,34 +165,38 @@ def isolate_from_real_aws(environ: MutableMapping[str, str] | None = None) -> No
 
 
 def lambda_environment(function: Function, *, aws_endpoint: str, lambda_endpoint: str) -> dict[str, str]:
-    """What the function's process gets: the template's variables, Lambda's own, and the
-    local AWS. Nothing of the caller's environment except PATH reaches it."""
-    env = dict(function.environment)
-    env.update(
-        {
-            # Lambda's reserved variables
-            "AWS_LAMBDA_FUNCTION_NAME": function.function_name,
-            "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
-            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(function.memory_size),
-            "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{function.function_name}",
-            "AWS_LAMBDA_LOG_STREAM_NAME": "local",
-            "AWS_EXECUTION_ENV": f"AWS_Lambda_{function.runtime or 'python'}",
-            "AWS_REGION": REGION,
-            "AWS_DEFAULT_REGION": REGION,
-            "LAMBDA_TASK_ROOT": str(function.code_uri),
-            "_HANDLER": function.handler,
-            "TZ": "UTC",
-            "PATH": os.environ.get("PATH", os.defpath),
-            # The local AWS, and never a real one: fake keys, no ~/.aws files, no metadata service.
-            **FAKE_CREDENTIALS,
-            "AWS_ENDPOINT_URL": aws_endpoint,
-            "AWS_ENDPOINT_URL_LAMBDA": lambda_endpoint,
-            "AWS_CONFIG_FILE": os.devnull,
-            "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
-            "AWS_EC2_METADATA_DISABLED": "true",
-        }
-    )
-    return env
+    """What the function's process gets under make local: the template's variables, Lambda's
+    own, and the local AWS. Nothing of the caller's environment except PATH reaches it."""
+    return {
+        **function.environment,
+        **container_environment(function),
+        "AWS_ENDPOINT_URL": aws_endpoint,
+        "AWS_ENDPOINT_URL_LAMBDA": lambda_endpoint,
+    }
+
+
+def container_environment(function: Function) -> dict[str, str]:
+    """What any local run of the function gets whatever its template says: Lambda's reserved
+    variables, fake keys, and no way to a real account (no ~/.aws files, no metadata service).
+    make local adds its endpoints to it; ``devtools.invoke --sam-env`` only what sam adds."""
+    return {
+        "AWS_LAMBDA_FUNCTION_NAME": function.function_name,
+        "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+        "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(function.memory_size),
+        "AWS_LAMBDA_LOG_GROUP_NAME": f"/aws/lambda/{function.function_name}",
+        "AWS_LAMBDA_LOG_STREAM_NAME": "local",
+        "AWS_EXECUTION_ENV": f"AWS_Lambda_{function.runtime or 'python'}",
+        "AWS_REGION": REGION,
+        "AWS_DEFAULT_REGION": REGION,
+        "LAMBDA_TASK_ROOT": str(function.code_uri),
+        "_HANDLER": function.handler,
+        "TZ": "UTC",
+        "PATH": os.environ.get("PATH", os.defpath),
+        **FAKE_CREDENTIALS,
+        "AWS_CONFIG_FILE": os.devnull,
+        "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+        "AWS_EC2_METADATA_DISABLED": "true",
+    }
 
 
 def _preferring[T](start: Callable[[int], T], port: int) -> T:
@@ -192,6 +207,24 @@ def _preferring[T](start: Callable[[int], T], port: int) -> T:
         if port == 0:
             raise
         return start(0)
+
+
+def ports_in_use(host: str, ports: Mapping[str, int]) -> list[str]:
+    """Which of ``ports`` (by :data:`PORT_NAMES` key; 0 = any free one) cannot be listened on
+    at ``host``, each as "PORT (what, --flag)"."""
+    taken = []
+    for name, port in ports.items():
+        if port == 0:
+            continue
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+            # as http.server and moto bind: a port in TIME_WAIT is free, a listening one is not
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind((host, port))
+            except OSError:
+                what, flag = PORT_NAMES[name]
+                taken.append(f"{port} ({what}, {flag})")
+    return taken
 
 
 def answers(url: str, timeout: float = 0.5) -> bool:
@@ -275,7 +308,9 @@ class LocalSystem:
 
         def start(port: int) -> WeChatStandIn:
             standin = WeChatStandIn(
-                port=port, log=lambda line: self.console.say("WeChat SANDBOX", _masked(line))
+                host=self.options.host,
+                port=port,
+                log=lambda line: self.console.say("WeChat SANDBOX", _masked(line)),
             )
             standin.add_app(self.app.appid, self.app.app_secret)
             return standin.start()
@@ -299,7 +334,13 @@ class LocalSystem:
         self.redis_url = url
         if ping():
             return
-        if self.options.redis_url is not None:
+        split = urlsplit(url)
+        if (
+            split.hostname not in LOOPBACK
+            or split.scheme != "redis"
+            or split.username not in (None, "", "default")
+        ):
+            # Not ours to start: another machine, TLS, or an ACL user.
             raise LocalError(f"TOKEN_STORE=redis: nothing answers at REDIS_URL={redacted_url(url)}")
         binary = shutil.which("redis-server")
         if binary is None:
@@ -309,12 +350,17 @@ class LocalSystem:
             )
         directory = Path(tempfile.mkdtemp(prefix="wxtoken-local-redis-"))
         self._cleanups.append(lambda: shutil.rmtree(directory, ignore_errors=True))
-        split = urlsplit(url)
         config = directory / "redis.conf"
-        # A config file: `save ""` needs quoting that argv cannot give.
-        config.write_text(
-            f'bind 127.0.0.1\nport {split.port or 6379}\ndir "{directory}"\nsave ""\nappendonly no\n'
-        )
+        # A config file: `save ""` needs quoting that argv cannot give. Redis refuses other
+        # hosts without a password (protected mode) unless told to: --host 0.0.0.0 means to.
+        settings = [f"bind {self.options.host}", f"port {split.port or 6379}", f'dir "{directory}"']
+        settings += ['save ""', "appendonly no"]
+        if split.password:
+            settings.append(f"requirepass {split.password}")
+        elif self.options.host not in LOOPBACK:
+            settings.append("protected-mode no")
+        config.write_text("\n".join(settings) + "\n")
+        config.chmod(0o600)
         process = subprocess.Popen(  # noqa: S603 (redis-server from PATH, our config)
             [binary, str(config)],
             stdout=subprocess.DEVNULL,
@@ -328,13 +374,16 @@ class LocalSystem:
             if process.poll() is not None or time.monotonic() > deadline:
                 raise LocalError(f"redis-server did not start on port {split.port or 6379}")
             time.sleep(0.05)
-        self.console.say("local", f"started redis-server on {url} (stops with make local)")
+        self.console.say("local", f"started redis-server on {redacted_url(url)} (stops with make local)")
 
     def _spawn_aws(self) -> subprocess.Popen[str]:
         """moto in a process of its own (as in the tests): its CPU-bound work and its start-up
         imports run beside this process's servers rather than under their GIL."""
         process = subprocess.Popen(  # noqa: S603 (this interpreter, our module)
-            [sys.executable, "-m", "devtools.sam.moto_server", "--port", str(self.options.aws_port)],
+            [
+                *(sys.executable, "-m", "devtools.sam.moto_server"),
+                *("--host", self.options.host, "--port", str(self.options.aws_port)),
+            ],
             cwd=ROOT,
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
@@ -370,7 +419,7 @@ class LocalSystem:
 
     def _start_lambda_api(self) -> None:
         def start(port: int) -> LambdaApiServer:
-            return LambdaApiServer(self.container, self.console, port=port)
+            return LambdaApiServer(self.container, self.console, host=self.options.host, port=port)
 
         server = _preferring(start, self.options.lambda_port).start()
         self._cleanups.append(server.stop)

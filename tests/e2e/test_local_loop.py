@@ -19,12 +19,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import boto3
 import pytest
 import redis
 import requests
 
+from devtools.sam.local_system import DEFAULT_PORTS
 from devtools.wechat.exchange import send
 from devtools.wechat.player import WeChatPlayer, text_xml
 
@@ -258,6 +260,59 @@ def test_invoke_runs_a_function_against_the_running_loop(local_loop, tmp_path):
         Name=f"/wxtoken-e2e/{local_loop.appid}/access_token", WithDecryption=True
     )["Parameter"]["Value"]
     assert json.loads(record)["access_token"]
+
+
+def env_json_on_the_loops_ports(loop: LocalLoop) -> str:
+    """events/env.json as it reads for a make local on the loop's (free) ports: only the
+    ports of the default make local differ."""
+    text = (ROOT / "events" / "env.json").read_text(encoding="utf-8")
+    for default, url in (
+        (DEFAULT_PORTS["aws"], loop.state["aws_endpoint"]),
+        (DEFAULT_PORTS["wechat"], loop.state["wechat"]["api_base"]),
+    ):
+        text = text.replace(f"host.docker.internal:{default}", f"host.docker.internal:{urlsplit(url).port}")
+    return text
+
+
+def test_env_json_alone_takes_each_function_to_the_local_aws_as_sam_applies_it(local_loop, tmp_path):
+    # Given events/env.json, applied as sam applies it: only the variables the template
+    # declares, from env-vars (and the shell: a clean one here), no endpoint added by make local
+    env_vars = tmp_path / "env.json"
+    env_vars.write_text(env_json_on_the_loops_ports(local_loop), encoding="utf-8")
+    shell = {k: v for k, v in os.environ.items() if k not in USER_SETTINGS and not k.startswith("AWS_")}
+
+    def sam_local_invoke(function: str, event: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [
+                sys.executable,
+                *("-m", "devtools.invoke", function, "-e", event, "--sam-env"),
+                *("--env-vars", str(env_vars), "--state-file", str(local_loop.state_file)),
+            ],
+            cwd=ROOT,
+            env=shell,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    # When the refresh function runs the sample scheduled event
+    refresh = sam_local_invoke("RefreshTokenFunction", "events/scheduled.json")
+    # Then it refreshed into the local AWS, under env.json's prefix
+    assert refresh.returncode == 0, refresh.stderr
+    assert json.loads(refresh.stdout)["refreshed"] == [local_loop.appid]
+    assert f"AWS_ENDPOINT_URL={local_loop.state['aws_endpoint']} (template: (empty))" in refresh.stderr
+    assert "warning" not in refresh.stderr
+    stored = local_loop.aws("ssm").get_parameter(
+        Name=f"/wxtoken-local/{local_loop.appid}/access_token", WithDecryption=True
+    )["Parameter"]["Value"]
+    # When the webhook answers the token API's sample event
+    webhook = sam_local_invoke("WebhookFunction", "events/webhook_token_api.json")
+    # Then it read its secret and that token from the local AWS
+    assert webhook.returncode == 0, webhook.stderr
+    response = json.loads(webhook.stdout)
+    assert response["statusCode"] == 200, response
+    assert json.loads(response["body"])["access_token"] == json.loads(stored)["access_token"]
 
 
 def test_invoke_without_a_running_loop_brings_its_own_local_aws_and_wechat(tmp_path):

@@ -24,9 +24,32 @@ def handler(system):
 
 
 def test_scheduled_event_refreshes_every_app(system, handler):
-    result = handler.lambda_handler(event("scheduled.json", scheduled_time=None), FakeLambdaContext())
+    result = handler.lambda_handler(event("scheduled.json"), FakeLambdaContext())
     assert sorted(result["refreshed"]) == [APPID_A, APPID_B]
     assert result["failed"] == []
+
+
+def test_the_scheduled_sample_refreshes_every_time_it_runs_as_the_schedule_does(system, handler):
+    # Given tokens the sample scheduled run (the one `sam local invoke` sends) just stored
+    handler.lambda_handler(event("scheduled.json"), FakeLambdaContext())
+    first = system.stored(APPID_A).value
+    # When it runs again, as the schedule's next firing would
+    result = handler.lambda_handler(event("scheduled.json"), FakeLambdaContext())
+    # Then every app is refreshed again: the sample means "the schedule fires now"
+    assert sorted(result["refreshed"]) == [APPID_A, APPID_B]
+    assert system.stored(APPID_A).value != first
+
+
+def test_a_retried_scheduled_run_skips_apps_refreshed_after_it_fired(system, handler):
+    # Given tokens stored after the retried run's scheduled_time (a fixed past time)
+    handler.lambda_handler(event("scheduled.json"), FakeLambdaContext())
+    calls = system.wechat.token_calls()
+    # When Lambda retries that firing, which carries its original scheduled_time
+    result = handler.lambda_handler(event("scheduled_retry.json"), FakeLambdaContext())
+    # Then no app is refreshed twice for one firing
+    assert result["refreshed"] == []
+    assert sorted(skip["appid"] for skip in result["skipped"]) == [APPID_A, APPID_B]
+    assert system.wechat.token_calls() == calls
 
 
 def test_eventbridge_rule_event_refreshes_every_app(system, handler):
@@ -46,7 +69,7 @@ def test_guard_event_after_a_refresh_calls_wechat_for_nothing(system, handler):
 
 
 def test_force_one_event_refreshes_that_app_only(system, handler):
-    handler.lambda_handler(event("scheduled.json", scheduled_time=None), FakeLambdaContext())
+    handler.lambda_handler(event("scheduled.json"), FakeLambdaContext())
     before_b = system.stored(APPID_B)
 
     result = handler.lambda_handler(event("force_one.json"), FakeLambdaContext())

@@ -7,21 +7,33 @@ environments, schedules and routes it runs are the template's, resolved to local
 from __future__ import annotations
 
 import base64
+import dataclasses
+import io
 import json
 from datetime import UTC, datetime
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
-from devtools.invoke import apply_env_vars
+from devtools.invoke import apply_env_vars, sam_environment
+from devtools.local import _banner
 from devtools.sam.api_gateway import LOCAL_IAM_USER_ARN, build_event, http_response
-from devtools.sam.host import Invocation, render_log_line
-from devtools.sam.local_system import LOCAL_PHYSICAL_IDS, STACK_NAME, lambda_environment
+from devtools.sam.host import Console, Invocation, render_log_line
+from devtools.sam.local_system import (
+    DEFAULT_PORTS,
+    LOCAL_PHYSICAL_IDS,
+    STACK_NAME,
+    LocalOptions,
+    LocalSystem,
+    lambda_environment,
+)
 from devtools.sam.template import SamTemplate, TemplateError, rate_seconds
 from wxtoken.refresh import Trigger
 from wxtoken.refresh.events import parse_refresh_event
 
 TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"
+ENV_JSON = TEMPLATE.parent / "events" / "env.json"
 
 
 def local_template(**parameters: str) -> SamTemplate:
@@ -140,6 +152,7 @@ def test_env_vars_override_only_declared_variables_and_docker_host_means_this_ma
     )
     env_vars = json.loads((TEMPLATE.parent / "events" / "env.json").read_text())
     env_vars["RefreshTokenFunction"]["UNDECLARED"] = "x"
+    del env_vars["RefreshTokenFunction"]["AWS_ENDPOINT_URL"]  # make local's own: see below
 
     notes = apply_env_vars(refresh, environment, env_vars)
 
@@ -168,3 +181,88 @@ def test_function_logs_are_shown_compactly():
     }
     assert render_log_line(json.dumps(metric)) == "METRIC  T=1  (appid=wx1)"
     assert render_log_line("plain text") == "plain text"
+
+
+def env_json() -> dict[str, dict[str, str]]:
+    return dict(json.loads(ENV_JSON.read_text(encoding="utf-8")))
+
+
+@pytest.mark.parametrize("function_id", ["RefreshTokenFunction", "WebhookFunction"])
+def test_env_json_points_each_function_where_make_local_serves_by_default(function_id):
+    # events/env.json is for sam in Docker: host.docker.internal is this machine.
+    section = env_json()[function_id]
+
+    assert section["AWS_ENDPOINT_URL"] == f"http://host.docker.internal:{DEFAULT_PORTS['aws']}"
+    assert section["WECHAT_API_BASE"] == f"http://host.docker.internal:{DEFAULT_PORTS['wechat']}"
+    # the secret make local seeds, under the name it gives the template's apps secret
+    assert section["WECHAT_APPS_SECRET_ID"] == LOCAL_PHYSICAL_IDS["AppsSecret"]
+
+
+@pytest.mark.parametrize("function_id", ["RefreshTokenFunction", "WebhookFunction"])
+def test_sam_takes_each_function_to_the_local_aws_from_env_json_alone(function_id):
+    function = local_template().functions()[function_id]
+
+    environment, _ = sam_environment(function, env_json(), shell={})
+
+    assert environment["AWS_ENDPOINT_URL"] == f"http://127.0.0.1:{DEFAULT_PORTS['aws']}"
+    assert environment["AWS_SAM_LOCAL"] == "true"
+    assert "AWS_ENDPOINT_URL_LAMBDA" not in environment  # make local's, not sam's
+
+
+def test_sam_ignores_env_json_for_a_variable_the_template_does_not_declare():
+    # Given the template as it was before it declared AWS_ENDPOINT_URL
+    refresh = local_template().functions()["RefreshTokenFunction"]
+    undeclared = {k: v for k, v in refresh.environment.items() if k != "AWS_ENDPOINT_URL"}
+    before = dataclasses.replace(refresh, environment=undeclared)
+
+    environment, notes = sam_environment(before, env_json(), shell={})
+
+    # Then env.json cannot point it anywhere: the function would call AWS itself
+    assert "AWS_ENDPOINT_URL" not in environment
+    assert any(note.startswith("AWS_ENDPOINT_URL: the template declares no such") for note in notes)
+
+
+def test_sam_takes_declared_variables_from_the_shell_and_env_vars_win_function_over_parameters():
+    refresh = local_template().functions()["RefreshTokenFunction"]
+    env_vars = {
+        "Parameters": {"LOG_LEVEL": "WARNING", "GUARD_PERIOD_SECONDS": "120"},
+        refresh.function_name: {"LOG_LEVEL": "ERROR"},  # sam matches the function name too
+    }
+    shell = {"GUARD_MARGIN_SECONDS": "100", "TOKEN_STORE": "redis", "NOT_DECLARED": "x"}
+
+    environment, _ = sam_environment(refresh, env_vars, shell)
+
+    assert environment["LOG_LEVEL"] == "ERROR"
+    assert environment["GUARD_PERIOD_SECONDS"] == "120"
+    assert environment["GUARD_MARGIN_SECONDS"] == "100"
+    assert environment["TOKEN_STORE"] == "redis"
+    assert "NOT_DECLARED" not in environment
+    assert environment["AWS_ENDPOINT_URL"] == ""  # the template's default: AWS's own endpoints
+
+
+def banner_of(environ: dict[str, str]) -> str:
+    system = LocalSystem(LocalOptions.from_environ(environ), Console(io.StringIO()))
+    system.redis_url = environ.get("REDIS_URL")
+    return _banner(system, SimpleNamespace(routes=[], url="http://127.0.0.1:3100"))  # type: ignore[arg-type]
+
+
+def test_the_banner_keeps_a_real_apps_token_and_aes_key_off_the_screen():
+    real = {"WECHAT_APPID": "wx2222222222222222", "WECHAT_APPSECRET": "real-secret"}
+    banner = banner_of(real | {"WECHAT_TOKEN": "realtoken", "WECHAT_ENCODING_AES_KEY": "A" * 43})
+
+    assert "realtoken" not in banner
+    assert "A" * 43 not in banner
+    assert "real-secret" not in banner
+    assert "the REAL WeChat API" in banner
+
+
+def test_the_banner_reads_the_token_from_the_store_in_use():
+    ssm = banner_of({})
+    assert "ssm get-parameter --with-decryption --name /wxtoken/" in ssm
+    assert "redis-cli" not in ssm
+
+    redis = banner_of({"TOKEN_STORE": "redis", "REDIS_URL": "redis://:pw@127.0.0.1:6390/0"})
+    assert (
+        "redis-cli -u redis://:***@127.0.0.1:6390/0 get 'wxtoken:{wx1111111111111111}:access_token'" in redis
+    )
+    assert "ssm get-parameter" not in redis

@@ -21,6 +21,7 @@ def parse(event):
     ("filename", "trigger", "appids"),
     [
         ("scheduled.json", Trigger.SCHEDULED, None),
+        ("scheduled_retry.json", Trigger.SCHEDULED, None),
         ("eventbridge_rule_scheduled.json", Trigger.SCHEDULED, None),
         ("guard.json", Trigger.GUARD, None),
         ("force_all.json", Trigger.FORCE, None),
@@ -32,6 +33,13 @@ def test_event_files_parse_to_their_trigger(filename, trigger, appids):
     request = parse(json.loads((EVENTS / filename).read_text()))
     assert request.trigger is trigger
     assert request.appids == appids
+
+
+def test_the_scheduled_sample_fires_now_and_the_retry_sample_at_its_past_time():
+    # events/scheduled.json is the schedule firing now; scheduled_retry.json a retry of a
+    # firing at a past time (what deployed schedules send: <aws.scheduler.scheduled-time>).
+    assert parse(json.loads((EVENTS / "scheduled.json").read_text())).requested_at == NOW
+    assert parse(json.loads((EVENTS / "scheduled_retry.json").read_text())).requested_at < NOW
 
 
 def test_scheduled_time_in_the_past_is_kept_and_future_is_clamped():

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import ast
 import json
+import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import boto3
 import pytest
 import yaml
 
@@ -194,8 +196,9 @@ def test_webhook_routes_match_the_handler_and_token_api_needs_iam(template):
     assert set(routes) == {("GET", "/wechat/{appid}"), ("POST", "/wechat/{appid}"), ("GET", "/token/{appid}")}
     assert routes[("GET", "/token/{appid}")]["Auth"]["Authorizer"] == "AWS_IAM"
     assert "Auth" not in routes[("POST", "/wechat/{appid}")]  # WeChat signs, it cannot SigV4
-    # WeChat waits 5 s; the function must answer (or be cut off) before that.
-    assert webhook["Timeout"] <= 6
+    # WeChat waits 5 s; deployed, the function must answer (or be cut off) before that.
+    assert webhook["Timeout"] == {"Ref": "WebhookTimeout"}
+    assert template["Parameters"]["WebhookTimeout"]["Default"] <= 6
     assert float(webhook["Environment"]["Variables"]["WEBHOOK_HANDLER_TIMEOUT_SECONDS"]) < 5
 
 
@@ -453,3 +456,21 @@ def test_the_webhook_cap_resolves_to_the_parameter_or_to_none(value, reserved):
     raw = stack.document["Resources"]["WebhookFunction"]["Properties"]["ReservedConcurrentExecutions"]
     resolved = stack.resolve(raw)
     assert (None if resolved is NO_VALUE else int(resolved)) == reserved
+
+
+def test_the_functions_use_aws_endpoints_unless_aws_endpoint_url_is_set(template, monkeypatch):
+    # Declared (empty) so that sam local's --env-vars may set it; empty must mean unset.
+    assert template["Globals"]["Function"]["Environment"]["Variables"]["AWS_ENDPOINT_URL"] == ""
+    monkeypatch.setenv("AWS_ENDPOINT_URL", "")
+    monkeypatch.setenv("AWS_CONFIG_FILE", os.devnull)  # no endpoint_url from a profile
+    client = boto3.session.Session(
+        aws_access_key_id="x", aws_secret_access_key="x", region_name="us-east-1"
+    ).client("ssm")
+
+    assert client.meta.endpoint_url == "https://ssm.us-east-1.amazonaws.com"
+
+
+def test_the_webhook_timeout_is_six_seconds_unless_a_local_run_overrides_it():
+    # sam local under emulated arm64 cold-starts in 20-30 s: --parameter-overrides WebhookTimeout=30
+    assert deployed().functions()["WebhookFunction"].timeout == 6
+    assert deployed(WebhookTimeout="30").functions()["WebhookFunction"].timeout == 30
