@@ -24,15 +24,13 @@ _CONTINUED = re.compile(r"\\\n\s*|\n\s*(?=\|)")
 # Run as written, by the test named.
 RUN_BY: dict[str, str] = {
     "make local": "tests/e2e/test_docs_commands.py: the loop the commands below run against",
-    "curl http://127.0.0.1:3000/": "tests/e2e/test_docs_commands.py",
+    "curl http://127.0.0.1:3100/": "tests/e2e/test_docs_commands.py",
     "make play": "tests/e2e/test_docs_commands.py",
     ".venv/bin/python -m devtools.play": "tests/e2e/test_docs_commands.py",
     "make invoke": "tests/e2e/test_docs_commands.py",
     "export AWS_ENDPOINT_URL=http://127.0.0.1:4566": "tests/e2e/test_docs_commands.py",
-    "python -c 'from wxtoken.client import get_client": "tests/e2e/test_docs_commands.py",
-    "aws ssm get-parameter --with-decryption --name ": (
-        "tests/e2e/test_docs_commands.py, against the loop's local AWS (skipped without the AWS CLI)"
-    ),
+    "PYTHONPATH=layers/wxtoken .venv/bin/python -c": "tests/e2e/test_docs_commands.py",
+    ".venv/bin/python -m devtools.invoke": "tests/e2e/test_docs_commands.py",
     'pip install "./layers/wxtoken[aws]"': "tests/integration/test_installed_reader.py (a copy)",
     "grep -E '^[A-Za-z0-9]' layers/wxtoken/requirements.txt": "tests/integration/test_installed_reader.py",
     'pip install -c constraints.txt "./layers/wxtoken[aws]"': "tests/integration/test_installed_reader.py",
@@ -47,6 +45,10 @@ NOT_RUN: dict[str, str] = {
     ".venv-sam/bin/sam remote invoke": "invokes a deployed function: needs an AWS account",
     ".venv-sam/bin/sam logs": "reads a deployed stack's logs: needs an AWS account",
     "sam local": "needs a Docker engine (tests run the same events through devtools.invoke)",
+    ".venv-sam/bin/sam local": "needs a Docker engine (devtools.invoke --sam-env runs the same env.json)",
+    "aws ssm get-parameter --with-decryption --name ": (
+        "reads a deployed stack's parameter (tests/e2e/test_local_loop.py reads the loop's with boto3)"
+    ),
     "aws lambda invoke": "invokes a deployed function: needs an AWS account",
     "aws cloudformation": "reads a deployed stack: needs an AWS account",
     "aws secretsmanager": "reads or writes a deployed stack's secret: needs an AWS account",
