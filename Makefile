@@ -8,6 +8,8 @@ SHELL := bash
 .SHELLFLAGS := -eu -o pipefail -c
 .DEFAULT_GOAL := help
 .DELETE_ON_ERROR:
+# No "Entering directory" lines on stdout, even from a make inside another (make invoke | jq).
+MAKEFLAGS += --no-print-directory
 
 VENV ?= .venv
 SAM_VENV ?= .venv-sam

@@ -38,8 +38,16 @@ def _taken(port: int) -> bool:
         return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
+# make's own variables, inherited when the suite runs under make test: a user's shell has none.
+MAKE_VARIABLES = ("MAKELEVEL", "MAKEFLAGS", "MFLAGS", "MAKEOVERRIDES")
+
+
 def _environment() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if k not in USER_SETTINGS and not k.startswith("AWS_")}
+    return {
+        k: v
+        for k, v in os.environ.items()
+        if k not in USER_SETTINGS and k not in MAKE_VARIABLES and not k.startswith("AWS_")
+    }
 
 
 @pytest.fixture(scope="module")
