@@ -21,6 +21,8 @@ import yaml
 from tests.fixtures.wechat import APPID_A, APPID_B
 from tests.integration.scenarios import Point, Scenarios, capture_logs, emf_points
 from tests.unit.test_template import CloudFormationLoader
+from wxtoken import observability
+from wxtoken.config import ObservabilitySettings
 from wxtoken.observability import METRIC_NAMES, NAMESPACE, REJECT_REASONS, SERVICE
 
 TEMPLATE = Path(__file__).parents[2] / "template.yaml"
@@ -51,6 +53,13 @@ def template() -> dict[str, Any]:
 @pytest.fixture
 def scenarios(system, monkeypatch) -> Scenarios:
     return Scenarios(system, monkeypatch)
+
+
+@pytest.fixture
+def per_app_metrics(monkeypatch) -> None:
+    """The stack deployed with PerAppMetrics=true (WXTOKEN_PER_APP_METRICS), which
+    observability reads once per container."""
+    monkeypatch.setattr(observability, "_SETTINGS", ObservabilitySettings(per_app_metrics=True))
 
 
 def dashboard_metrics(template: dict[str, Any]) -> list[Wanted]:
@@ -112,7 +121,7 @@ def test_every_metric_of_the_issue_is_on_the_dashboard(template):
 
 
 @pytest.mark.parametrize("system", ["ssm"], indirect=True)
-def test_everything_the_dashboard_and_alarms_read_is_emitted(template, scenarios, capsys):
+def test_everything_the_dashboard_and_alarms_read_is_emitted(template, scenarios, per_app_metrics, capsys):
     # When every scenario runs through the real handlers
     scenarios.run_all()
     points = [p for p in emf_points(capsys.readouterr().out) if p.namespace == NAMESPACE]
@@ -132,7 +141,7 @@ def test_everything_the_dashboard_and_alarms_read_is_emitted(template, scenarios
 
 
 @pytest.mark.parametrize("system", ["ssm"], indirect=True)
-def test_emitted_metrics_carry_what_an_operator_needs(scenarios, capsys):
+def test_emitted_metrics_carry_what_an_operator_needs(scenarios, per_app_metrics, capsys):
     scenarios.run_all()
     points = emf_points(capsys.readouterr().out)
 
@@ -158,7 +167,10 @@ def test_emitted_metrics_carry_what_an_operator_needs(scenarios, capsys):
     totals = [p.value[0] for p in of("RefreshFailed") if not p.label("appid")]
     assert len(totals) == runs
     assert 0 in totals
-    assert {p.label("appid") for p in of("TokenRefreshed")} == {APPID_A, APPID_B}
+    assert {p.label("appid") for p in of("TokenRefreshed") if p.label("appid")} == {APPID_A, APPID_B}
+    # and the total, which the dashboard graphs whatever PerAppMetrics says
+    by_app = sum(p.value[0] for p in of("TokenRefreshed") if p.label("appid"))
+    assert sum(p.value[0] for p in of("TokenRefreshed") if not p.label("appid")) == by_app
     # WeChat's API: latency per endpoint; errors by errcode, transport failures included.
     assert {p.label("Endpoint") for p in of("WeChatApiLatency")} == {"token", "getticket", "api"}
     assert all(p.unit == "Milliseconds" for p in of("WeChatApiLatency"))
@@ -187,6 +199,29 @@ def test_emitted_metrics_carry_what_an_operator_needs(scenarios, capsys):
         "wxtoken-RefreshTokenFunction",
         "wxtoken-webhook",
     }
+
+
+@pytest.mark.parametrize("system", ["ssm"], indirect=True)
+def test_by_default_no_metric_is_written_per_app_on_every_run_and_the_alarms_have_theirs(
+    template, scenarios, capsys
+):
+    # Given the default deployment (PerAppMetrics=false), when every scenario runs
+    scenarios.run_all()
+    points = [p for p in emf_points(capsys.readouterr().out) if p.namespace == NAMESPACE]
+
+    # Then what every run writes for every app (a custom metric per app, billed while sent)
+    # is not written; the totals are, once per run or per token stored
+    assert not [p for p in points if p.name in {"SecondsToExpiry", "TokenRefreshed"} and p.label("appid")]
+    assert sum(p.value[0] for p in points if p.name == "TokenRefreshed") >= 2
+    assert len([p for p in points if p.name == "MinSecondsToExpiry"]) == scenarios.refresh_runs
+    # and failures still name their app (written only when something fails)
+    assert {p.label("appid") for p in points if p.name == "RefreshFailed" and p.label("appid")} >= {APPID_A}
+    # and every metric an alarm reads is emitted, with its dimensions
+    emitted = {(p.name, p.dimensions) for p in points}
+    missing = [
+        (metric, sorted(dims)) for metric, dims, _ in alarm_metrics(template) if (metric, dims) not in emitted
+    ]
+    assert not missing, missing
 
 
 def test_no_secret_or_token_reaches_the_logs_or_the_metrics(scenarios, capsys):

@@ -184,6 +184,11 @@ class ObservabilitySettings:
     service: str = _DEFAULT_SERVICE
     # WXTOKEN_TRACING: opt-in X-Ray (the template's EnableTracing parameter sets it)
     tracing: bool = False
+    # WXTOKEN_PER_APP_METRICS: the metrics written for every app on every run (SecondsToExpiry
+    # and TokenRefreshed by appid). CloudWatch bills each metric/dimension combination USD 0.30
+    # a month, prorated by the hours it is sent: per app that is USD 0.60 a month, which the
+    # template's PerAppMetrics parameter opts into. Failures keep their appid either way.
+    per_app_metrics: bool = False
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ObservabilitySettings:
@@ -192,6 +197,7 @@ class ObservabilitySettings:
             namespace=env.get("POWERTOOLS_METRICS_NAMESPACE", "").strip() or _DEFAULT_NAMESPACE,
             service=env.get("POWERTOOLS_SERVICE_NAME", "").strip() or _DEFAULT_SERVICE,
             tracing=env.get("WXTOKEN_TRACING", "").strip().lower() in _TRUE,
+            per_app_metrics=env.get("WXTOKEN_PER_APP_METRICS", "").strip().lower() in _TRUE,
         )
 
 

@@ -53,6 +53,7 @@ from wxtoken.observability import (
     TOKEN_REFRESHED,
     count,
     logger,
+    put_app_metric,
     put_metric,
     record,
     tracer,
@@ -213,7 +214,7 @@ class Refresher:
                 )
                 return None
             left = max(0.0, stored.seconds_left(self._clock())) if stored is not None else 0.0
-            put_metric(SECONDS_TO_EXPIRY, MetricUnit.Seconds, round(left), appid=appid)
+            put_app_metric(SECONDS_TO_EXPIRY, MetricUnit.Seconds, round(left), appid)
             return left
 
         known = [left for left in _parallel(seconds_left, appids) if left is not None]
@@ -416,7 +417,8 @@ class Refresher:
                 extra={"appid": app.appid},
             )
             self._write_intent(app.appid, credential.fetched_at, self._read_state(app.appid))
-        put_metric(TOKEN_REFRESHED, MetricUnit.Count, 1, appid=app.appid)
+        put_app_metric(TOKEN_REFRESHED, MetricUnit.Count, 1, app.appid)
+        count(TOKEN_REFRESHED)
         logger.info(
             "token refreshed",
             extra={
