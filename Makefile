@@ -190,7 +190,7 @@ invoke: ## Invoke a function once (sam local invoke): FN=… EVENT=… [ENV_VARS
 
 .PHONY: play
 play: venv ## Play WeChat: send MSG to the local webhook, encrypted (PLAIN=1: plain)
-	$(VENV)/bin/python -m devtools.play text "$(MSG)" $(if $(PLAIN),,--encrypted)
+	@$(VENV)/bin/python -m devtools.play text "$(MSG)" $(if $(PLAIN),,--encrypted)
 
 # --- benchmarks and fuzzing ---
 # Benchmarks print ratios measured side by side in one run (machines are noisy) and counts;

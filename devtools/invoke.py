@@ -222,6 +222,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                 function, aws_endpoint=aws_endpoint, lambda_endpoint=lambda_endpoint
             )
             notes = apply_env_vars(function, environment, env_vars)
+            if environment.get("AWS_ENDPOINT_URL", "").rstrip("/") != aws_endpoint:
+                # env.json names where a container finds make local's AWS (host.docker.internal,
+                # the default port); without --sam-env the function runs here, next to the local
+                # AWS actually serving (make local --aws-port may have moved it): use that one.
+                notes.append(f"AWS_ENDPOINT_URL from --env-vars replaced by the local AWS at {aws_endpoint}")
+                environment["AWS_ENDPOINT_URL"] = aws_endpoint
         for note in notes:
             console.say("env-vars", note)
         endpoint = environment.get("AWS_ENDPOINT_URL", "")

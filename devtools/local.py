@@ -228,6 +228,34 @@ def _self_check(system: LocalSystem, api: HttpApiServer, console: Console) -> bo
     return ok
 
 
+def _check_where_it_listens(
+    args: argparse.Namespace, system: LocalSystem, console: Console, ports: dict[str, int]
+) -> None:
+    """Before anything starts: every port free (each taken one named with its flag), and a
+    real app never served beyond this machine."""
+    taken = ports_in_use(args.host, ports | ({"wechat": args.wechat_port} if system.sandbox else {}))
+    if taken:
+        raise LocalError(
+            f"in use on {args.host}: {', '.join(taken)}. Is another make local or sam local running? "
+            "Stop it, or move each one, e.g. "
+            "make local LOCAL_ARGS='--port 3200 --aws-port 4567 --wechat-port 8082'"
+        )
+    if args.host not in LOOPBACK and not system.sandbox:
+        # The token API checks no IAM here and the local AWS takes any key: on the network,
+        # anyone could read the real app's access token and, from the secret, its AppSecret.
+        raise LocalError(
+            f"--host {args.host} with a real app (WECHAT_APPID, WECHAT_APPSECRET) would hand "
+            "its access token (GET /token) and its AppSecret (the local AWS takes any key) to "
+            "anyone on the network: use the sandbox with --host, or the real app on 127.0.0.1"
+        )
+    if args.host not in LOOPBACK:
+        console.say(
+            "local",
+            f"warning: --host {args.host}: the fake AWS (any key works), the WeChat stand-in, the API "
+            "and any Redis started here answer everyone who reaches this machine on the network",
+        )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m devtools.local", description=__doc__.split("\n\n")[0])
     parser.add_argument(
@@ -291,20 +319,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             host=args.host,
         )
         system = LocalSystem(options, console)
-        ports = {"api": args.port, "lambda": lambda_port, "aws": args.aws_port}
-        taken = ports_in_use(args.host, ports | ({"wechat": args.wechat_port} if system.sandbox else {}))
-        if taken:
-            raise LocalError(
-                f"in use on {args.host}: {', '.join(taken)}. Is another make local or sam local running? "
-                "Stop it, or move each one, e.g. "
-                "make local LOCAL_ARGS='--port 3200 --aws-port 4567 --wechat-port 8082'"
-            )
-        if args.host not in LOOPBACK:
-            console.say(
-                "local",
-                f"warning: --host {args.host}: the fake AWS (any key works), the WeChat stand-in, the API "
-                "and any Redis started here answer everyone who reaches this machine on the network",
-            )
+        _check_where_it_listens(
+            args, system, console, {"api": args.port, "lambda": lambda_port, "aws": args.aws_port}
+        )
         if system.sandbox:
             console.say(
                 "local",

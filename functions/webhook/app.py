@@ -85,7 +85,7 @@ def token(appid: str) -> Response[dict[str, Any]]:
 
 def _body() -> bytes:
     """The request body as bytes. Its size is checked once, by the webhook on these bytes
-    (``WEBHOOK_MAX_BODY_BYTES``): API Gateway already caps what arrives at 10 MB, so decoding
+    (``WEBHOOK_MAX_BODY_BYTES``): Lambda already caps a synchronous event at 6 MB, so decoding
     first costs little and the limit means one thing, the bytes parsed."""
     event = app.current_event
     raw = event.raw_event.get("body") or ""

@@ -304,7 +304,7 @@ def test_env_json_alone_takes_each_function_to_the_local_aws_as_sam_applies_it(l
     assert f"AWS_ENDPOINT_URL={local_loop.state['aws_endpoint']} (template: (empty))" in refresh.stderr
     assert "warning" not in refresh.stderr
     stored = local_loop.aws("ssm").get_parameter(
-        Name=f"/wxtoken-local/{local_loop.appid}/access_token", WithDecryption=True
+        Name=f"/wxtoken/{local_loop.appid}/access_token", WithDecryption=True
     )["Parameter"]["Value"]
     # When the webhook answers the token API's sample event
     webhook = sam_local_invoke("WebhookFunction", "events/webhook_token_api.json")

@@ -4,6 +4,7 @@ a Redis it starts for a custom REDIS_URL."""
 from __future__ import annotations
 
 import io
+import os
 import re
 import socket
 import struct
@@ -83,6 +84,28 @@ def test_make_local_names_every_port_in_use_and_starts_nothing():
 
 
 @pytest.mark.redis
+def test_a_real_app_is_never_served_beyond_this_machine():
+    # When make local would serve a real app (real AppSecret, real tokens) on every interface
+    result = subprocess.run(
+        [
+            *(sys.executable, "-m", "devtools.local", "--host", "0.0.0.0", "--port", "0"),
+            *("--lambda-port", "0", "--aws-port", "0", "--wechat-port", "0"),
+            *("--state-file", "/nonexistent/state.json"),
+        ],
+        cwd=ROOT,
+        env={**os.environ, "WECHAT_APPID": "wx2222222222222222", "WECHAT_APPSECRET": "not-a-real-one"},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    # Then it refuses before starting anything, saying what would leak
+    assert result.returncode == 1
+    assert "AppSecret" in result.stdout
+    assert "ready in" not in result.stdout
+    assert "not-a-real-one" not in result.stdout + result.stderr
+
+
 def test_a_custom_redis_url_on_this_machine_gets_a_redis_server_started(tmp_path):
     # Given TOKEN_STORE=redis and a REDIS_URL on this machine where nothing answers
     url = f"redis://:s3cret@127.0.0.1:{free_port()}/2"

@@ -627,3 +627,20 @@ def _webhook_on(system, monkeypatch, router: MessageRouter):
         monkeypatch.setenv("DEDUP_TABLE", "wxtoken-dedup")
     monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "wxtoken-webhook")
     return load_handler("webhook", router=router)
+
+
+@pytest.mark.parametrize("returned", ["plain text", {"Content": "x"}, 42], ids=["str", "dict", "int"])
+def test_a_handler_returning_something_not_a_reply_costs_the_reply_not_the_answer(webhook, player, returned):
+    # Given a handler that returns what no WeChat reply is
+    @webhook.router.message("voice")
+    def wrong(message):
+        return returned
+
+    xml = text_xml("x", msg_id=889).replace("<MsgType><![CDATA[text]]>", "<MsgType><![CDATA[voice]]>")
+    query, body = player.message(xml)
+
+    response = invoke(webhook, apigw_event("POST", PATH, query, body))
+
+    # Then WeChat gets "success" (a 500 would make it retry the same message), not a crash
+    assert response["statusCode"] == 200
+    assert response["body"] == "success"

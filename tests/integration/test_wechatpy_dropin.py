@@ -257,3 +257,21 @@ def test_consecutive_rejections_ask_for_one_replacement_then_raise(wechat, repla
     sent = [c.params["access_token"] for c in wechat.calls("api")]
     assert sent == (["first-token", "second-token"] if replacement else ["first-token"])
     assert wechat.token_calls() == 0
+
+
+def test_a_rejection_nested_in_base_resp_gets_one_replacement_too(wechat):
+    """wechatpy's device APIs answer ``{"base_resp": {"errcode": …}}``, which its own
+    ``_handle_result`` lifts to the top before retrying without bound."""
+    tokens = StubTokens(wechat, None)
+    client = WeChatClient(APPID_A, token_client=tokens)  # type: ignore[arg-type]
+    answer = {"base_resp": {"errcode": 40001, "errmsg": "invalid credential"}}
+
+    with pytest.raises(WeChatClientException) as caught:
+        client._handle_result(
+            answer, "get", f"{wechat.base_url}/device/getstat", params={"access_token": "first-token"}
+        )
+
+    assert caught.value.errcode == 40001
+    assert "invalid credential" in caught.value.errmsg
+    assert tokens.replaced == ["first-token"]
+    assert wechat.token_calls() == 0

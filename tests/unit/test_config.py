@@ -132,6 +132,7 @@ def test_observability_settings_are_read_leniently(environ, expected):
         ("WEBHOOK_MAX_BODY_BYTES", "1.5"),
         ("WEBHOOK_MAX_BODY_BYTES", "0"),
         ("PROBE_PERIOD_SECONDS", "-1"),
+        ("WECHAT_READ_TIMEOUT", "1e400"),
     ],
 )
 def test_numbers_must_be_finite_and_positive(name, value):
@@ -142,3 +143,8 @@ def test_numbers_must_be_finite_and_positive(name, value):
 def test_zero_turns_the_probe_off():
     settings = Settings.from_env({"WECHAT_APPS_SECRET_ID": "s", "PROBE_PERIOD_SECONDS": "0"})
     assert settings.probe_period_seconds == 0
+
+
+def test_a_huge_whole_number_is_taken_as_written_not_a_crash():
+    settings = Settings.from_env({"WECHAT_APPS_SECRET_ID": "s", "WEBHOOK_MAX_BODY_BYTES": "1" + "0" * 400})
+    assert settings.webhook_max_body_bytes == 10**400

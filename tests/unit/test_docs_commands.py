@@ -2,7 +2,9 @@
 why no test can run it (an AWS account, a Docker engine, minutes of work).
 
 A command added to the docs without a line below fails :func:`test_every_command_is_run_or_says_why`;
-each ``make`` command is dry-run (``make -n``), so a renamed target or variable fails too.
+each ``make`` command is dry-run (``make -n``), so a renamed target fails too (make takes any
+variable, so a renamed one shows only where the command is run: tests/e2e/test_docs_commands.py
+runs the documented strings themselves, found by these prefixes).
 """
 
 from __future__ import annotations
@@ -45,6 +47,9 @@ NOT_RUN: dict[str, str] = {
     ".venv-sam/bin/sam remote invoke": "invokes a deployed function: needs an AWS account",
     ".venv-sam/bin/sam logs": "reads a deployed stack's logs: needs an AWS account",
     "sam local": "needs a Docker engine (tests run the same events through devtools.invoke)",
+    '.venv/bin/python -m devtools.play text "hello" --encrypted --url http://127.0.0.1:3000': (
+        "plays WeChat to sam local start-api (Docker)"
+    ),
     ".venv-sam/bin/sam local": "needs a Docker engine (devtools.invoke --sam-env runs the same env.json)",
     "aws ssm get-parameter --with-decryption --name ": (
         "reads a deployed stack's parameter (tests/e2e/test_local_loop.py reads the loop's with boto3)"

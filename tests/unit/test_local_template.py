@@ -157,7 +157,7 @@ def test_env_vars_override_only_declared_variables_and_docker_host_means_this_ma
     notes = apply_env_vars(refresh, environment, env_vars)
 
     assert environment["WECHAT_API_BASE"] == "http://127.0.0.1:8081"
-    assert environment["TOKEN_PARAMETER_PREFIX"] == "/wxtoken-local"
+    assert environment["TOKEN_PARAMETER_PREFIX"] == "/wxtoken"  # where make local's functions read
     assert "UNDECLARED" not in environment
     assert any(note.startswith("UNDECLARED: the template declares no such variable") for note in notes)
     # the function never reaches a real AWS account

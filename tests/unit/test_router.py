@@ -112,3 +112,11 @@ def test_handlers_written_before_contexts_keep_getting_the_message_alone():
     router.dispatch(message, _context(message))
     router.dispatch(parse_message(TEXT.replace(b"text", b"voice")), _context(message))
     assert seen == ["hi", 1]
+
+
+def test_an_async_handler_is_refused_at_registration():
+    router = MessageRouter()
+    with pytest.raises(TypeError, match="async"):
+
+        @router.message("text")
+        async def later(message: Any, context: Any) -> None: ...

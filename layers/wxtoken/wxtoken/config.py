@@ -232,7 +232,8 @@ def _number[N: (int, float)](
         value = parse(raw)
     except ValueError:
         raise ConfigError(f"{name} must be {what}, got {raw!r}") from None
-    if not (math.isfinite(value) and (value > 0 or (allow_zero and value == 0))):
+    finite = not isinstance(value, float) or math.isfinite(value)  # a 400-digit int is finite
+    if not (finite and (value > 0 or (allow_zero and value == 0))):
         raise ConfigError(f"{name} must be {'zero or more' if allow_zero else 'positive'}, got {raw!r}")
     return value
 

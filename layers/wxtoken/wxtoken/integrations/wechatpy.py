@@ -147,9 +147,11 @@ class WeChatClient(_WeChatPyClient):  # type: ignore[misc]  # wechatpy ships no 
                     finally:
                         _RETRYING.reset(retrying)
                 hint = "the refresh function kept the rejected token: see its logs"
+        errmsg = (result.get("base_resp") if "errmsg" not in result else None) or result
+        errmsg = errmsg.get("errmsg", errcode) if isinstance(errmsg, dict) else errcode
         raise WeChatClientException(
             errcode,
-            f"{result.get('errmsg', errcode)} ({hint})" if hint else result.get("errmsg", errcode),
+            f"{errmsg} ({hint})" if hint else errmsg,
             client=self,
             request=getattr(res, "request", None),
             response=None if isinstance(res, dict) else res,
@@ -166,9 +168,14 @@ def _rebase(url: str, api_base: str) -> str:
 
 
 def _errcode(result: Any) -> int | None:
-    """WeChat's errcode in a decoded answer (wechatpy accepts it as a string too)."""
+    """WeChat's errcode in a decoded answer (wechatpy accepts it as a string too). The device
+    APIs nest it in ``base_resp``, which wechatpy's ``_handle_result`` lifts to the top before
+    its own retry: read it there too, or a rejected token would reach that unbounded retry."""
     if not isinstance(result, dict):
         return None
+    base_resp = result.get("base_resp")
+    if "errcode" not in result and isinstance(base_resp, dict):
+        result = base_resp
     try:
         return int(result.get("errcode", 0))
     except (TypeError, ValueError):

@@ -34,7 +34,7 @@ from wxtoken.webhook.context import HandlerContext
 from wxtoken.webhook.router import MessageRouter
 from wxtoken.wechat.crypto import MessageCrypto
 from wxtoken.wechat.messages import Event, Message, parse_encrypted_envelope, parse_message
-from wxtoken.wechat.replies import SUCCESS, encrypted_reply, reply_to
+from wxtoken.wechat.replies import SUCCESS, Reply, encrypted_reply, reply_to
 from wxtoken.wechat.signature import sha1_signature, verify_signature
 
 if TYPE_CHECKING:
@@ -177,6 +177,15 @@ class Webhook:
             return SUCCESS
         except Exception:
             logger.exception("business handler failed; answered success", extra={"appid": appid})
+            self._on_outcome("handler_error", message)
+            return SUCCESS
+        if reply is not None and not isinstance(reply, Reply):
+            # A str, a dict, a coroutine: nothing WeChat could read. Like a handler's
+            # exception, it costs the reply, not the answer (a 500 would make WeChat retry).
+            logger.error(
+                "business handler returned something that is not a Reply; answered success",
+                extra={"appid": appid, "returned": type(reply).__name__},
+            )
             self._on_outcome("handler_error", message)
             return SUCCESS
         self._on_outcome("handled", message)

@@ -109,6 +109,11 @@ def _takes_context(handler: Handler) -> bool:
     registration for a handler that cannot take the message: better at import (the
     Lambda's cold start, a test's import) than on a message.
     """
+    if inspect.iscoroutinefunction(handler):
+        # Called, it would return a coroutine, never a reply: the webhook answers WeChat
+        # within one synchronous invocation (no event loop runs after the response).
+        name = getattr(handler, "__qualname__", repr(handler))
+        raise TypeError(f"handler {name} is async: handlers are plain functions (docs/webhook-handlers.md)")
     try:
         signature = inspect.signature(handler)
     except (TypeError, ValueError):
