@@ -4,6 +4,7 @@ settings, every variable reaches Settings, IAM stays scoped, and the printed com
 from __future__ import annotations
 
 import ast
+import base64
 import json
 import os
 import re
@@ -255,7 +256,7 @@ def alarms(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def test_every_alarm_notifies_the_alarm_topic_both_ways(template):
-    assert len(alarms(template)) == 9
+    assert len(alarms(template)) == 10
     for name, alarm in alarms(template).items():
         assert alarm["AlarmActions"] == [{"Ref": "AlarmTopic"}], name
         assert alarm["OKActions"] == [{"Ref": "AlarmTopic"}], name
@@ -474,3 +475,208 @@ def test_the_webhook_timeout_is_six_seconds_unless_a_local_run_overrides_it():
     # sam local under emulated arm64 cold-starts in 20-30 s: --parameter-overrides WebhookTimeout=30
     assert deployed().functions()["WebhookFunction"].timeout == 6
     assert deployed(WebhookTimeout="30").functions()["WebhookFunction"].timeout == 30
+
+
+# --- egress: what each EgressMode creates (docs/egress.md) ------------------------------------
+
+STACK_VPC = {
+    "Vpc",
+    "InternetGateway",
+    "InternetGatewayAttachment",
+    "PublicSubnet",
+    "PrivateSubnetA",
+    "PrivateSubnetB",
+    "PublicRouteTable",
+    "PublicDefaultRoute",
+    "PublicSubnetRouteTableAssociation",
+    "PrivateRouteTable",
+    "PrivateDefaultRoute",
+    "PrivateSubnetARouteTableAssociation",
+    "PrivateSubnetBRouteTableAssociation",
+    "FunctionSecurityGroup",
+}
+NAT_INSTANCE = {
+    "NatInstanceSecurityGroup",
+    "NatInstanceInterface",
+    "NatInstanceEip",
+    "NatInstanceEipAssociation",
+    "NatInstanceRole",
+    "NatInstanceProfile",
+    "NatInstanceLaunchTemplate",
+    "NatInstanceGroup",
+    "NatInstanceUnhealthyAlarm",
+}
+NAT_GATEWAY = {"NatEip", "NatGateway"}
+STACK_SUBNETS = [f"{STACK_NAME}-PrivateSubnetA", f"{STACK_NAME}-PrivateSubnetB"]
+OWN_VPC = {"SubnetIds": "subnet-0a,subnet-0b", "SecurityGroupIds": "sg-0a"}
+
+
+def network_resources(stack: SamTemplate) -> set[str]:
+    """The resources of the stack's network and its NAT that these parameters create."""
+    return {
+        logical_id
+        for logical_id, resource in stack.document["Resources"].items()
+        if stack.resource_exists(logical_id)
+        and (
+            resource["Type"].startswith(("AWS::EC2::", "AWS::AutoScaling::")) or logical_id.startswith("Nat")
+        )
+    }
+
+
+def properties(stack: SamTemplate, logical_id: str) -> dict[str, Any]:
+    return stack.resolve(stack.document["Resources"][logical_id]["Properties"], logical_id)
+
+
+def egress_ip(stack: SamTemplate) -> Any:
+    output = stack.document["Outputs"]["EgressIp"]
+    return stack.resolve(output["Value"]) if stack.condition(output["Condition"]) else None
+
+
+@pytest.mark.parametrize(
+    ("parameters", "network", "egress"),
+    [
+        ({}, STACK_VPC | NAT_INSTANCE, "NatInstanceEip"),  # the default
+        ({"EgressMode": "nat-instance"}, STACK_VPC | NAT_INSTANCE, "NatInstanceEip"),
+        ({"EgressMode": "create-nat"}, STACK_VPC | NAT_GATEWAY, "NatEip"),
+        ({"EgressMode": "vpc", **OWN_VPC}, set(), None),
+        ({"EgressMode": "lambda-default"}, set(), None),
+    ],
+    ids=["default", "nat-instance", "create-nat", "vpc", "lambda-default"],
+)
+def test_each_egress_mode_creates_its_own_network_and_outputs_its_address(parameters, network, egress):
+    stack = deployed(**parameters)
+
+    assert network_resources(stack) == network
+    assert egress_ip(stack) == (stack.physical_id(egress) if egress else None)
+    types = {stack.document["Resources"][r]["Type"] for r in network}
+    assert ("AWS::EC2::NatGateway" in types) == (parameters.get("EgressMode") == "create-nat")
+    assert ("AWS::AutoScaling::AutoScalingGroup" in types) == (
+        parameters.get("EgressMode", "nat-instance") == "nat-instance"
+    )
+
+
+@pytest.mark.parametrize(
+    ("parameters", "subnets"),
+    [
+        ({"EgressMode": "nat-instance"}, STACK_SUBNETS),
+        ({"EgressMode": "create-nat"}, STACK_SUBNETS),
+        ({"EgressMode": "vpc", **OWN_VPC}, ["subnet-0a", "subnet-0b"]),
+        ({"EgressMode": "lambda-default"}, None),
+    ],
+    ids=["nat-instance", "create-nat", "vpc", "lambda-default"],
+)
+def test_the_functions_run_in_the_private_subnets_of_every_mode_with_a_vpc(parameters, subnets):
+    stack = deployed(**parameters)
+    vpc_config = stack.resolve(stack.document["Globals"]["Function"]["VpcConfig"])
+    assert (None if vpc_config is NO_VALUE else vpc_config["SubnetIds"]) == subnets
+
+
+@pytest.mark.parametrize(
+    ("mode", "target", "other"),
+    [
+        ("nat-instance", ("NetworkInterfaceId", "NatInstanceInterface"), "NatGatewayId"),
+        ("create-nat", ("NatGatewayId", "NatGateway"), "NetworkInterfaceId"),
+    ],
+)
+def test_the_private_default_route_goes_to_the_nat_of_the_mode(mode, target, other):
+    stack = deployed(EgressMode=mode)
+    route = properties(stack, "PrivateDefaultRoute")
+    assert route["DestinationCidrBlock"] == "0.0.0.0/0"
+    assert route[target[0]] == stack.physical_id(target[1])
+    assert other not in route
+
+
+def test_the_nat_instance_is_one_replaceable_instance_behind_a_static_interface_with_the_eip():
+    stack = deployed(EgressMode="nat-instance")
+    group = properties(stack, "NatInstanceGroup")
+    interface = properties(stack, "NatInstanceInterface")
+    association = properties(stack, "NatInstanceEipAssociation")
+
+    # an Auto Scaling group of exactly one, replaced on a failed EC2 status check
+    assert (group["MinSize"], group["MaxSize"], group["DesiredCapacity"]) == ("1", "1", "1")
+    assert group["HealthCheckType"] == "EC2"
+    # in the interface's subnet: an instance can only attach an interface of its own AZ
+    assert group["VPCZoneIdentifier"] == [interface["SubnetId"]] == [stack.physical_id("PublicSubnet")]
+    # the Elastic IP sits on the static interface, which forwards others' packets
+    assert interface["SourceDestCheck"] is False
+    assert association["NetworkInterfaceId"] == stack.physical_id("NatInstanceInterface")
+    assert association["AllocationId"] == "local-NatInstanceEip-AllocationId"
+    # the group's free metric that NatInstanceUnhealthyAlarm reads
+    assert group["MetricsCollection"] == [{"Granularity": "1Minute", "Metrics": ["GroupInServiceInstances"]}]
+    alarm = properties(stack, "NatInstanceUnhealthyAlarm")
+    assert alarm["MetricName"] == "GroupInServiceInstances"
+    assert alarm["Dimensions"] == [
+        {"Name": "AutoScalingGroupName", "Value": stack.physical_id("NatInstanceGroup")}
+    ]
+    assert (alarm["ComparisonOperator"], alarm["Threshold"], alarm["TreatMissingData"]) == (
+        "LessThanThreshold",
+        1,
+        "breaching",
+    )
+
+
+def test_the_nat_instance_has_no_ssh_imdsv2_only_and_the_latest_al2023_for_arm64(template):
+    stack = deployed(EgressMode="nat-instance")
+    data = properties(stack, "NatInstanceLaunchTemplate")["LaunchTemplateData"]
+
+    assert "KeyName" not in data
+    assert data["MetadataOptions"] == {
+        "HttpEndpoint": "enabled",
+        "HttpTokens": "required",
+        "HttpPutResponseHopLimit": 1,
+    }
+    assert data["InstanceType"] == "t4g.nano"
+    assert data["ImageId"] == "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-arm64"
+    assert (
+        template["Parameters"]["NatInstanceImageId"]["Type"]
+        == "AWS::SSM::Parameter::Value<AWS::EC2::Image::Id>"
+    )
+    assert [i["Groups"] for i in data["NetworkInterfaces"]] == [
+        [stack.physical_id("NatInstanceSecurityGroup")]
+    ]
+
+    group = properties(stack, "NatInstanceSecurityGroup")
+    function_group = stack.physical_id("FunctionSecurityGroup")
+    # only the functions may send through it, only HTTPS; nothing from the internet, no port 22
+    assert group["SecurityGroupIngress"] == [
+        {
+            "Description": group["SecurityGroupIngress"][0]["Description"],
+            "IpProtocol": "tcp",
+            "FromPort": 443,
+            "ToPort": 443,
+            "SourceSecurityGroupId": function_group,
+        }
+    ]
+    assert [(r["IpProtocol"], r["FromPort"], r["ToPort"]) for r in group["SecurityGroupEgress"]] == [
+        ("tcp", 443, 443)
+    ]
+
+    script = base64.b64decode(data["UserData"]).decode()
+    assert "X-aws-ec2-metadata-token" in script  # IMDSv2
+    assert f"ENI_ID={stack.physical_id('NatInstanceInterface')}" in script
+    assert "aws ec2 attach-network-interface" in script
+    assert "net.ipv4.ip_forward=1" in script
+    assert 'oifname "$dev" ip saddr $VPC_CIDR ip daddr != $VPC_CIDR masquerade' in script
+
+
+def test_the_nat_instance_role_may_only_attach_the_static_interface_to_a_tagged_instance():
+    stack = deployed(EgressMode="nat-instance")
+    role = properties(stack, "NatInstanceRole")
+    grants = [s for policy in role["Policies"] for s in policy["PolicyDocument"]["Statement"]]
+
+    assert "ManagedPolicyArns" not in role
+    assert role["AssumeRolePolicyDocument"]["Statement"][0]["Principal"] == {"Service": "ec2.amazonaws.com"}
+    assert {(s["Effect"], s["Action"]) for s in grants} == {("Allow", "ec2:AttachNetworkInterface")}
+    interface_arn = (
+        f"arn:aws:ec2:us-east-1:123456789012:network-interface/{stack.physical_id('NatInstanceInterface')}"
+    )
+    assert {s["Resource"]: s.get("Condition") for s in grants} == {
+        interface_arn: None,
+        "arn:aws:ec2:us-east-1:123456789012:instance/*": {
+            "StringEquals": {"aws:ResourceTag/wxtoken:nat-instance": STACK_NAME}
+        },
+    }
+    # ...and the launch template puts that tag on the group's instances
+    data = properties(stack, "NatInstanceLaunchTemplate")["LaunchTemplateData"]
+    instance_tags = next(t["Tags"] for t in data["TagSpecifications"] if t["ResourceType"] == "instance")
+    assert {"Key": "wxtoken:nat-instance", "Value": STACK_NAME} in instance_tags

@@ -40,7 +40,7 @@ _TABLE: Final[dict[int, tuple[type[WeChatAPIError], str]]] = {
     40164: (
         IPNotAllowlistedError,
         "add this function's egress IP to the IP allow-list (IP白名单) in the WeChat console; "
-        "with EgressMode=create-nat it is the stack output EgressIp (docs/deploy.md: egress)",
+        "with EgressMode=nat-instance or create-nat it is the stack output EgressIp (docs/egress.md)",
     ),
     41002: (InvalidCredentialError, "appid missing: check the apps secret"),
     41004: (InvalidCredentialError, "AppSecret missing: add app_secret for this app in the apps secret"),
