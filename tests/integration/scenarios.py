@@ -165,6 +165,7 @@ class Scenarios:
         self.token_client()
         self.webhook_deadline_fallback()
         self.refresh_with_a_wrong_secret()
+        self.refresh_with_a_malformed_entry()
         self.refresh_faults()
 
     def secrets(self) -> dict[str, str]:
@@ -248,6 +249,16 @@ class Scenarios:
         assert [f["appid"] for f in report["failed"]] == [APPID_A], report
         assert report["refreshed"] == [APPID_B], report
         self._refresh_handler = None  # the next run reads the right secret again
+
+    def refresh_with_a_malformed_entry(self) -> None:
+        """An entry of the apps secret that is not an app (a key that is not an appid)."""
+        self.system.put_apps({**self.apps, "not-an-appid": {"app_secret": "x"}})
+        try:
+            report = self.refresh({"action": "scheduled"}, fresh=True)
+        finally:
+            self.system.put_apps(self.apps)
+        assert [f["appid"] for f in report["failed"]] == ["entry #3"], report
+        self._refresh_handler = None  # the next run reads the good secret again
 
     def refresh_faults(self) -> None:
         """WeChat answering 5xx, timing out, refusing the egress IP, quota spent, busy (-1)."""

@@ -171,7 +171,8 @@ class Refresher:
             )
             report.failed.append({"appid": problem.ref, "error": f"ConfigError: {problem.message}"})
             put_metric(REFRESH_FAILED, MetricUnit.Count, 1, appid=problem.ref, ErrorClass="ConfigError")
-        count(APPS_SECRET_INVALID, len(problems))
+        if problems:  # not 0 every run: its alarm treats no data as OK (see REFRESH_FAILED below)
+            count(APPS_SECRET_INVALID, len(problems))
         # Apps are independent, and a slow one (WeChat timing out, retries) must not eat the
         # time budget of the others.
         outcomes = _parallel(lambda a: self._refresh_guarded(a, request, deadline), selected)
@@ -182,9 +183,12 @@ class Refresher:
                 report.skipped.append({"appid": outcome.appid, "reason": outcome.skipped_reason})
             for error in outcome.errors:
                 report.failed.append({"appid": outcome.appid, "error": error})
-        # A total without dimensions, for the alarm (alarms cannot SEARCH across appids);
-        # 0 on a good run, so the graph shows the refresher is alive.
-        count(REFRESH_FAILED, len(report.failed))
+        # A total without dimensions, for the alarm (alarms cannot SEARCH across appids). Only
+        # when something failed: CloudWatch bills a metric for every hour it is sent (USD 0.30
+        # a month sent every hour), and a 0 every minute says nothing the alarm needs (it treats
+        # no data as OK); MinSecondsToExpiry, written every run, shows the refresher is alive.
+        if report.failed:
+            count(REFRESH_FAILED, len(report.failed))
         # A run for named apps (a reader's compare-and-refresh, a forced refresh of one app)
         # reports those only: a burst of compare-and-refreshes must not multiply store reads
         # by the number of apps (SSM's GetParameter quota is shared with every reader). The
