@@ -500,10 +500,13 @@ NAT_INSTANCE = {
     "NatInstanceInterface",
     "NatInstanceEip",
     "NatInstanceEipAssociation",
-    "NatInstanceRole",
-    "NatInstanceProfile",
     "NatInstanceLaunchTemplate",
     "NatInstanceGroup",
+    "NatInstanceAttachRule",
+    "NatInstanceAttachPermission",
+    "NatInstanceAttachFunction",
+    "NatInstanceAttachLogGroup",
+    "NatInstanceAttachRole",
     "NatInstanceUnhealthyAlarm",
 }
 NAT_GATEWAY = {"NatEip", "NatGateway"}
@@ -652,31 +655,187 @@ def test_the_nat_instance_has_no_ssh_imdsv2_only_and_the_latest_al2023_for_arm64
     ]
 
     script = base64.b64decode(data["UserData"]).decode()
-    assert "X-aws-ec2-metadata-token" in script  # IMDSv2
+    interface = properties(stack, "NatInstanceInterface")
     assert f"ENI_ID={stack.physical_id('NatInstanceInterface')}" in script
-    assert "aws ec2 attach-network-interface" in script
+    assert "ENI_IP=local-NatInstanceInterface-PrimaryPrivateIpAddress" in script
     assert "net.ipv4.ip_forward=1" in script
     assert 'oifname "$dev" ip saddr $VPC_CIDR ip daddr != $VPC_CIDR masquerade' in script
+    # it calls no AWS API: the attach function attaches the interface it waits for
+    assert "aws " not in script
+    assert "169.254.169.254" not in script
+    assert interface["SubnetId"] == stack.physical_id("PublicSubnet")
 
 
-def test_the_nat_instance_role_may_only_attach_the_static_interface_to_a_tagged_instance():
+def test_the_nat_instance_has_no_public_address_and_no_role():
+    # Given the default egress: its one public IPv4 address is the Elastic IP
     stack = deployed(EgressMode="nat-instance")
-    role = properties(stack, "NatInstanceRole")
+    data = properties(stack, "NatInstanceLaunchTemplate")["LaunchTemplateData"]
+
+    assert [i["AssociatePublicIpAddress"] for i in data["NetworkInterfaces"]] == [False]
+    assert "IamInstanceProfile" not in data
+    types = {stack.document["Resources"][r]["Type"] for r in network_resources(stack)}
+    assert "AWS::IAM::InstanceProfile" not in types
+    assert "AWS::EC2::EIP" in types
+
+
+def test_a_launching_nat_instance_waits_for_the_attach_function_or_is_abandoned():
+    stack = deployed(EgressMode="nat-instance")
+    group = properties(stack, "NatInstanceGroup")
+    rule = properties(stack, "NatInstanceAttachRule")
+    permission = properties(stack, "NatInstanceAttachPermission")
+    function = properties(stack, "NatInstanceAttachFunction")
+
+    # the hook is the group's own, so it holds the very first instance too
+    (hook,) = group["LifecycleHookSpecificationList"]
+    assert hook["LifecycleTransition"] == "autoscaling:EC2_INSTANCE_LAUNCHING"
+    assert hook["DefaultResult"] == "ABANDON"
+    # the function gives up (and abandons) before the hook would
+    assert function["Timeout"] < hook["HeartbeatTimeout"] <= 7200
+    # the rule matches this group's hook and invokes the function, which EventBridge may call
+    assert rule["EventPattern"] == {
+        "source": ["aws.autoscaling"],
+        "detail-type": ["EC2 Instance-launch Lifecycle Action"],
+        "detail": {
+            "AutoScalingGroupName": [group["AutoScalingGroupName"]],
+            "LifecycleHookName": [hook["LifecycleHookName"]],
+        },
+    }
+    assert [t["Arn"] for t in rule["Targets"]] == [_arn(stack, "NatInstanceAttachFunction")]
+    assert (permission["Principal"], permission["FunctionName"], permission["SourceArn"]) == (
+        "events.amazonaws.com",
+        stack.physical_id("NatInstanceAttachFunction"),
+        _arn(stack, "NatInstanceAttachRule"),
+    )
+    # rule and function exist before the group launches its first instance
+    depends_on = stack.document["Resources"]["NatInstanceGroup"]["DependsOn"]
+    assert {"NatInstanceAttachRule", "NatInstanceAttachPermission"} <= set(depends_on)
+    # outside the VPC (it reaches the EC2 API without the NAT it sets up), its own log group
+    assert "VpcConfig" not in function
+    assert "Layers" not in function
+    assert function["Environment"]["Variables"] == {"INTERFACE_ID": stack.physical_id("NatInstanceInterface")}
+    assert (function["Runtime"], function["Architectures"]) == ("python3.13", ["arm64"])
+    log_group = properties(stack, "NatInstanceAttachLogGroup")
+    assert log_group["LogGroupName"] == f"/aws/lambda/{function['FunctionName']}"
+    assert log_group["RetentionInDays"] == 14
+
+
+def _arn(stack: SamTemplate, logical_id: str) -> str:
+    return stack.resolve({"Fn::GetAtt": [logical_id, "Arn"]})
+
+
+def test_the_attach_function_may_only_attach_the_static_interface_and_let_the_instance_go_on():
+    stack = deployed(EgressMode="nat-instance")
+    role = properties(stack, "NatInstanceAttachRole")
     grants = [s for policy in role["Policies"] for s in policy["PolicyDocument"]["Statement"]]
 
     assert "ManagedPolicyArns" not in role
-    assert role["AssumeRolePolicyDocument"]["Statement"][0]["Principal"] == {"Service": "ec2.amazonaws.com"}
-    assert {(s["Effect"], s["Action"]) for s in grants} == {("Allow", "ec2:AttachNetworkInterface")}
+    trust = role["AssumeRolePolicyDocument"]["Statement"]
+    assert [s["Principal"] for s in trust] == [{"Service": "lambda.amazonaws.com"}]
+    assert {s["Effect"] for s in grants} == {"Allow"}
     interface_arn = (
         f"arn:aws:ec2:us-east-1:123456789012:network-interface/{stack.physical_id('NatInstanceInterface')}"
     )
-    assert {s["Resource"]: s.get("Condition") for s in grants} == {
-        interface_arn: None,
-        "arn:aws:ec2:us-east-1:123456789012:instance/*": {
-            "StringEquals": {"aws:ResourceTag/wxtoken:nat-instance": STACK_NAME}
-        },
-    }
+    group_name = properties(stack, "NatInstanceGroup")["AutoScalingGroupName"]
+    assert group_name == f"{STACK_NAME}-nat"
+    assert [(s["Action"], s["Resource"], s.get("Condition")) for s in grants] == [
+        ("ec2:AttachNetworkInterface", interface_arn, None),
+        (
+            "ec2:AttachNetworkInterface",
+            "arn:aws:ec2:us-east-1:123456789012:instance/*",
+            {"StringEquals": {"aws:ResourceTag/wxtoken:nat-instance": STACK_NAME}},
+        ),
+        (
+            "autoscaling:CompleteLifecycleAction",
+            f"arn:aws:autoscaling:us-east-1:123456789012:autoScalingGroup:*:autoScalingGroupName/{group_name}",
+            None,
+        ),
+        (
+            ["logs:CreateLogStream", "logs:PutLogEvents"],
+            _arn(stack, "NatInstanceAttachLogGroup"),
+            None,
+        ),
+    ]
     # ...and the launch template puts that tag on the group's instances
     data = properties(stack, "NatInstanceLaunchTemplate")["LaunchTemplateData"]
     instance_tags = next(t["Tags"] for t in data["TagSpecifications"] if t["ResourceType"] == "instance")
     assert {"Key": "wxtoken:nat-instance", "Value": STACK_NAME} in instance_tags
+
+
+class _Stub:
+    """boto3's ec2 and autoscaling clients as the attach function calls them."""
+
+    def __init__(self, attach_failures: int) -> None:
+        self.attach_failures = attach_failures
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+
+    def attach_network_interface(self, **kwargs: Any) -> None:
+        from botocore.exceptions import ClientError
+
+        self.calls.append(("attach", kwargs))
+        if len(self.calls) <= self.attach_failures:
+            raise ClientError({"Error": {"Code": "InvalidNetworkInterface.InUse"}}, "AttachNetworkInterface")
+
+    def complete_lifecycle_action(self, **kwargs: Any) -> None:
+        self.calls.append(("complete", kwargs))
+
+
+class _Context:
+    def __init__(self, remaining_ms: list[int]) -> None:
+        self.remaining_ms = remaining_ms
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.remaining_ms.pop(0)
+
+
+LIFECYCLE_EVENT = {
+    "source": "aws.autoscaling",
+    "detail-type": "EC2 Instance-launch Lifecycle Action",
+    "detail": {
+        "LifecycleActionToken": "87654321-4321-4321-4321-210987654321",
+        "AutoScalingGroupName": f"{STACK_NAME}-nat",
+        "LifecycleHookName": "attach-static-interface",
+        "EC2InstanceId": "i-1234567890abcdef0",
+        "LifecycleTransition": "autoscaling:EC2_INSTANCE_LAUNCHING",
+    },
+}
+
+
+@pytest.mark.parametrize(
+    ("attach_failures", "remaining_ms", "attempts", "result"),
+    [
+        (0, [], 1, "CONTINUE"),
+        (2, [200_000, 190_000], 3, "CONTINUE"),  # the old instance let go of the interface
+        (9, [200_000, 100_000, 29_000], 3, "ABANDON"),  # out of time: the group launches another
+    ],
+    ids=["attached", "attached-after-retries", "abandoned"],
+)
+def test_the_attach_function_completes_the_lifecycle_action_after_its_attach(
+    template, monkeypatch, attach_failures, remaining_ms, attempts, result
+):
+    # Given the inline code, with both clients stubbed and no sleeping
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("INTERFACE_ID", "eni-0static")
+    code = template["Resources"]["NatInstanceAttachFunction"]["Properties"]["Code"]["ZipFile"]
+    module: dict[str, Any] = {"__name__": "index"}
+    exec(compile(code, "index.py", "exec"), module)  # noqa: S102
+    stub = _Stub(attach_failures)
+    module.update(ec2=stub, autoscaling=stub)
+    monkeypatch.setattr(module["time"], "sleep", lambda _: None)
+
+    # When a launching instance's lifecycle event arrives
+    module["handler"](LIFECYCLE_EVENT, _Context(remaining_ms))
+
+    # Then the interface is attached as its second device, and the action completed once
+    attach = {"NetworkInterfaceId": "eni-0static", "InstanceId": "i-1234567890abcdef0", "DeviceIndex": 1}
+    detail = LIFECYCLE_EVENT["detail"]
+    assert stub.calls == [("attach", attach)] * attempts + [
+        (
+            "complete",
+            {
+                "AutoScalingGroupName": detail["AutoScalingGroupName"],
+                "LifecycleHookName": detail["LifecycleHookName"],
+                "LifecycleActionToken": detail["LifecycleActionToken"],
+                "LifecycleActionResult": result,
+            },
+        )
+    ]
