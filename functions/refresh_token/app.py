@@ -1,6 +1,6 @@
 """Refresh Lambda: the only writer of WeChat access tokens (and jsapi tickets).
 
-Invoked by the 115-minute schedule, the 1-minute guard, a person forcing a refresh, and
+Invoked by the 100-minute schedule, the 1-minute guard, a person forcing a refresh, and
 readers asking for a compare-and-refresh; payloads in :mod:`wxtoken.refresh.events`.
 Returns ``{"refreshed": [...], "skipped": [...], "failed": [...]}``; when any app failed it
 raises after all apps ran, so Lambda's retries and the on-failure destination fire.

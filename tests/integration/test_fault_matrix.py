@@ -1,9 +1,11 @@
 """The fault matrix (issue 6): scripted faults at every step, on both stores, as deployed.
 
 Each case stores a good token with a scheduled run, then drives the deployed cadence minute by
-minute on the FakeClock around the 115-minute mark (the scheduled run at the mark, the guard
-every minute), with a fault injected at the mark and — unless it is one an operator must fix —
-cleared three minutes later. After every minute's runs it asserts:
+minute on the FakeClock around the next scheduled run (``REFRESH_PERIOD_SECONDS`` later: the
+scheduled run at the mark, the guard every minute), with a fault injected at the mark and —
+unless it is one an operator must fix — cleared three minutes later, until the guard has
+repaired it (it acts once the token has less than ``GUARD_MARGIN_SECONDS`` left). After every
+minute's runs it asserts:
 
 - the stored token is valid at WeChat's stand-in whenever WeChat allowed one (a fault that
   mints tokens it never delivers, a read timeout, retires the stored one; a store that is down
@@ -30,18 +32,24 @@ import pytest
 
 from devtools.wechat.standin import Delay, ErrCode, Fault, HTTPStatus, NonJSON
 from tests.fixtures.aws import inject_error, throttle
+from tests.fixtures.nat import nat_to
 from tests.fixtures.wechat import APPID_A, APPID_B, SECRET_A, SECRET_B
 from tests.integration.scenarios import Point, capture_logs, discard_pending_metrics, emf_points
 from wxtoken.apps import AppsSource
 from wxtoken.config import Settings
 from wxtoken.deadline import Deadline
 from wxtoken.refresh import Refresher, RefreshRequest, Trigger
+from wxtoken.refresh.wiring import build_refresher
 from wxtoken.store import open_store
 from wxtoken.store.base import Credential, RecordName, TokenStore
 from wxtoken.wechat.wiring import build_wechat_api
 
 APPS = (APPID_A, APPID_B)
-FIRST_MINUTE, LAST_MINUTE = -1, 9  # around the 115-minute mark (minute 0)
+DEPLOYED = Settings(apps_secret_id="wxtoken/apps")  # the defaults: the template's timings
+# the scheduled run (minute 0) finds the token with 7200 s minus the period left; the guard
+# replaces a token it could not once the token has less than the margin left
+GUARD_REPAIR_MINUTE = (7200 - DEPLOYED.schedule_period_seconds - DEPLOYED.guard_margin_seconds) // 60 + 1
+FIRST_MINUTE, LAST_MINUTE = -1, GUARD_REPAIR_MINUTE + 2
 FAULT_MINUTE, CLEAR_MINUTE = 0, 3
 
 
@@ -133,7 +141,7 @@ def to_the_mark(system: Any, refresher: Refresher) -> None:
     """A good token for every app, then the clock to a minute before the next scheduled run."""
     report = run(refresher, system, Trigger.SCHEDULED)
     assert sorted(report.refreshed) == sorted(APPS), report
-    system.clock.advance((115 + FIRST_MINUTE) * 60)
+    system.clock.advance(DEPLOYED.schedule_period_seconds + FIRST_MINUTE * 60)
 
 
 # --- WeChat's faults, on both stores ----------------------------------------------------------
@@ -187,7 +195,7 @@ def test_wechat_fault_at_the_scheduled_run(system, case: WeChatCase, capsys):
     if not case.permanent:  # repaired by the guard, with a full lifetime ahead
         for appid in APPS:
             assert watch.stored(appid).value != old[appid].value
-            assert watch.stored(appid).seconds_left(system.clock()) > 100 * 60
+            assert watch.stored(appid).seconds_left(system.clock()) > 90 * 60
     assert failures(output["out"]) >= {(appid, case.error_class) for appid in APPS}
     assert ("token", case.errcode) in wechat_errors(output["out"])
     assert_no_secret(system, output["all"])
@@ -253,7 +261,7 @@ def test_ssm_fault_at_the_scheduled_run(system, fault, capsys):
             system.clock.advance(60)
 
     assert failures(output["out"]) >= {(appid, "StoreError") for appid in APPS}
-    assert all(watch.stored(a).seconds_left(system.clock()) > 100 * 60 for a in APPS)
+    assert all(watch.stored(a).seconds_left(system.clock()) > 90 * 60 for a in APPS)
     assert_no_secret(system, output["all"])
 
 
@@ -333,13 +341,13 @@ def test_refresh_killed_between_fetch_and_store(system, capsys):
             assert report.failed == [], report
             if minute == FAULT_MINUTE:
                 # the dead run's mint intent makes the stored token suspect: the guard right
-                # after it replaced it, though its record still showed 5 minutes
+                # after it replaced it, though its record still showed 20 minutes
                 assert report.refreshed == [APPID_B], report
             watch.check(minute, must_be_valid=True)
             system.clock.advance(60)
 
     assert watch.stored(APPID_B).value != old[APPID_B].value
-    assert watch.stored(APPID_B).seconds_left(system.clock()) > 100 * 60
+    assert watch.stored(APPID_B).seconds_left(system.clock()) > 90 * 60
     assert_no_secret(system, output["all"])
 
 
@@ -432,3 +440,64 @@ def test_a_writer_whose_clock_is_behind_never_stores_an_older_token(system, caps
             watch.check(minute, must_be_valid=True)
             system.clock.advance(60)
     assert_no_secret(system, output["all"])
+
+
+# --- the NAT instance dies at the scheduled run (issue 14) ------------------------------------
+def _address(url: str) -> tuple[str, int]:
+    parts = urlsplit(url)
+    return parts.hostname or "127.0.0.1", int(parts.port or 80)
+
+
+@pytest.mark.parametrize("outage_minutes", [3, 5, 10])
+def test_nat_instance_dies_at_the_scheduled_run(system, outage_minutes, monkeypatch, capsys, record_property):
+    """The default egress is a NAT instance in an Auto Scaling group of one. When it dies,
+    nothing outside the VPC answers (WeChat, SSM, Secrets Manager: SYNs dropped, pooled
+    connections silent) until the replacement is up, 1–3 minutes for the ASG's EC2 health
+    check plus 1–2 to launch and boot; Redis, inside the VPC, stays reachable. The worst
+    moment is the scheduled run, when the stored token has the least life left. Judged at
+    the stand-in at every minute mark, before and after that minute's runs, until the
+    guard has replaced the token."""
+    with nat_to(wechat=_address(system.wechat.base_url), aws=_address(system.aws.endpoint_url)) as nat:
+        watch = Watch(system)  # the judge reads the store directly, not through the NAT:
+        watch.store.read(APPID_A, RecordName.ACCESS_TOKEN)  # its AWS client is made on first use
+        monkeypatch.setenv("AWS_ENDPOINT_URL", nat.url("aws"))
+        settings = Settings.from_env({**system.env, "WECHAT_API_BASE": nat.url("wechat")})
+        # a warm container: the apps secret cached, as for APPS_SECRET_CACHE_SECONDS
+        refresher = build_refresher(
+            settings, clock=system.clock, apps=AppsSource(settings.required_apps_secret_id)
+        )
+        last_minute = max(outage_minutes, GUARD_REPAIR_MINUTE) + 2
+        invalid: list[str] = []
+        with observed(system, capsys) as output:
+            to_the_mark(system, refresher)
+            old = {appid: watch.stored(appid) for appid in APPS}
+            for minute in range(FIRST_MINUTE, last_minute + 1):
+                if minute == FAULT_MINUTE:
+                    nat.die()
+                if minute == FAULT_MINUTE + outage_minutes:
+                    nat.replace()
+                invalid += [f"{minute}:start" for a in APPS if not _valid_at_wechat(system, watch, a)]
+                if minute == FAULT_MINUTE:
+                    report = run(refresher, system, Trigger.SCHEDULED)
+                    assert {f["appid"] for f in report.failed} == set(APPS), report
+                run(refresher, system, Trigger.GUARD)
+                settle(system.wechat)
+                watch.check(minute, must_be_valid=False)  # fetched_at and issue order only
+                invalid += [f"{minute}:end" for a in APPS if not _valid_at_wechat(system, watch, a)]
+                system.clock.advance(60)
+
+    record_property("invalid_minute_marks", " ".join(sorted(set(invalid))) or "none")
+    assert not invalid, (
+        f"{outage_minutes}-minute outage: stored token invalid at WeChat at {sorted(set(invalid))}"
+    )
+    for appid in APPS:  # replaced by the guard, with a full lifetime ahead
+        assert watch.stored(appid).value != old[appid].value
+        assert watch.stored(appid).seconds_left(system.clock()) > 90 * 60
+    assert failures(output["out"]) >= {
+        (appid, "StoreError" if system.kind == "ssm" else "WeChatTransportError") for appid in APPS
+    }
+    assert_no_secret(system, output["all"])
+
+
+def _valid_at_wechat(system: Any, watch: Watch, appid: str) -> bool:
+    return bool(system.wechat.is_valid(appid, watch.stored(appid).value))

@@ -14,7 +14,7 @@ def test_defaults_match_the_documented_contract():
     assert settings.parameter_prefix == "/wxtoken"
     assert settings.wechat_api_base == "https://api.weixin.qq.com"
     assert settings.wechat_token_api is TokenAPI.TOKEN
-    assert settings.schedule_period_seconds == 115 * 60
+    assert settings.schedule_period_seconds == 100 * 60
 
 
 def test_missing_apps_secret_names_the_variable():

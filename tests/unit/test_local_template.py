@@ -81,7 +81,7 @@ def test_schedules_fire_the_templates_input_with_the_scheduled_time_filled_in():
     refresh = local_template().functions()["RefreshTokenFunction"]
     schedules = {s.name: s for s in refresh.schedules}
 
-    assert schedules["Schedule"].period_seconds == 115 * 60
+    assert schedules["Schedule"].period_seconds == 100 * 60
     assert schedules["Guard"].period_seconds == 60
     fired = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
     payload = schedules["Schedule"].payload(fired)

@@ -29,6 +29,7 @@ LOCAL_ENV = ROOT / "events" / "env.json"
 
 # WeChat keeps the previous token valid for 5 minutes after a new one is minted.
 WECHAT_OVERLAP_SECONDS = 300
+WECHAT_TOKEN_SECONDS = 7200  # a classic access_token's expires_in
 WXTOKEN_PREFIXES = ("WECHAT_", "TOKEN_", "REDIS_", "GUARD_", "REFRESH_")
 
 
@@ -97,9 +98,17 @@ def test_refresh_handler_is_a_function_in_the_code_uri(refresh):
 def test_refresh_schedule_fires_every_refresh_period(refresh, refresh_env):
     schedule = refresh["Events"]["Schedule"]
     assert schedule["Type"] == "ScheduleV2"
-    assert schedule["Properties"]["ScheduleExpression"] == "rate(115 minutes)"
+    assert schedule["Properties"]["ScheduleExpression"] == "rate(100 minutes)"
     period = rate_seconds(schedule["Properties"]["ScheduleExpression"])
     assert period == int(refresh_env["REFRESH_PERIOD_SECONDS"])
+
+
+def test_the_scheduled_run_leaves_room_for_a_ten_minute_egress_outage(refresh):
+    # The scheduled run finds the stored token with 7200 s minus the period left. An outage of
+    # the egress (the NAT instance replaced) starting then must end while the token lives,
+    # with a guard minute to spare: tests/integration/test_fault_matrix.py measures it.
+    period = rate_seconds(refresh["Events"]["Schedule"]["Properties"]["ScheduleExpression"])
+    assert WECHAT_TOKEN_SECONDS - period >= 10 * 60 + 60
 
 
 def test_guard_schedule_fires_every_guard_period(refresh, refresh_env):
@@ -109,7 +118,7 @@ def test_guard_schedule_fires_every_guard_period(refresh, refresh_env):
 
 
 def test_guard_acts_only_after_the_scheduled_refresh_should_have_run(refresh_env):
-    # The 115-minute run leaves WECHAT_OVERLAP_SECONDS; a margin under that keeps the
+    # The scheduled run leaves more than WECHAT_OVERLAP_SECONDS; a margin under that keeps the
     # guard out of the healthy path.
     assert int(refresh_env["GUARD_MARGIN_SECONDS"]) < WECHAT_OVERLAP_SECONDS
 
@@ -117,7 +126,9 @@ def test_guard_acts_only_after_the_scheduled_refresh_should_have_run(refresh_env
 def test_template_timings_are_the_ones_settings_reads(refresh_env):
     literal = {name: value for name, value in refresh_env.items() if isinstance(value, str)}
     settings = Settings.from_env({**literal, "WECHAT_APPS_SECRET_ID": "wxtoken/apps"})
-    assert settings.schedule_period_seconds == 115 * 60
+    assert settings.schedule_period_seconds == 100 * 60
+    # and the default (a function deployed without the variable) is the template's schedule
+    assert Settings.from_env({"WECHAT_APPS_SECRET_ID": "x"}).schedule_period_seconds == 100 * 60
     assert settings.guard_period_seconds == 60
     assert settings.guard_margin_seconds == int(refresh_env["GUARD_MARGIN_SECONDS"])
 

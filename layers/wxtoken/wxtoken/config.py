@@ -59,10 +59,22 @@ class Settings:
     # kept out of the functions' plain environment, where HTTPS_PROXY would show it.
     https_proxy_secret_id: str | None = None
     wechat_token_api: TokenAPI = TokenAPI.TOKEN
-    # How often the schedule fires (must match template.yaml's ScheduleV2 rate).
-    schedule_period_seconds: int = 115 * 60
-    # The guard schedule refreshes an app whose token has less than this left. It stays
-    # under WeChat's 5-minute overlap so that a healthy 115-minute schedule always wins.
+    # How often the schedule fires (must match template.yaml's ScheduleV2 rate). WeChat's
+    # classic token lives 7200 s, and minting a new one retires the previous one 5 minutes
+    # later (获取Access token: 新旧 access_token 在 5 分钟内都可使用). Every 100 minutes leaves
+    # the stored token 20 minutes at the scheduled run, so an outage of the egress starting
+    # right then (the NAT instance replaced: up to 5 minutes) ends long before the token does,
+    # and the guard replaces it afterwards: outages of up to about 19 minutes are survived
+    # (115 minutes left 300 s: 5 minutes were not; tests/integration/test_fault_matrix.py).
+    # The old token then dies 15 minutes before its record's expires_at, which no reader
+    # notices: readers re-read the store at least every 60 s (TokenClient, docs/readers.md).
+    # Cost: 15 token calls per app per day instead of 13, of WeChat's 2,000.
+    schedule_period_seconds: int = 100 * 60
+    # The guard schedule refreshes an app whose token has less than this left: only when the
+    # scheduled run and Lambda's retries failed. It stays under WeChat's 5-minute overlap, so
+    # the guard never retires a token before its own end, and in stable_token mode (WeChat
+    # issues a new token only in the old one's last 5 minutes) it always gets the new one: a
+    # larger margin would have the guard fetch the same token every minute there.
     guard_margin_seconds: int = 240
     guard_period_seconds: int = 60
     # Refresh lease: a refresh finishes inside it (its WeChat calls are capped to fit).
@@ -155,7 +167,7 @@ class Settings:
             wechat_api_base=base,
             https_proxy_secret_id=env.get("HTTPS_PROXY_SECRET_ID", "").strip() or None,
             wechat_token_api=_enum(env, "WECHAT_TOKEN_API", TokenAPI, TokenAPI.TOKEN),
-            schedule_period_seconds=_int(env, "REFRESH_PERIOD_SECONDS", 115 * 60),
+            schedule_period_seconds=_int(env, "REFRESH_PERIOD_SECONDS", 100 * 60),
             guard_margin_seconds=_int(env, "GUARD_MARGIN_SECONDS", 240),
             guard_period_seconds=_int(env, "GUARD_PERIOD_SECONDS", 60),
             lease_seconds=_int(env, "REFRESH_LEASE_SECONDS", 45),

@@ -2,7 +2,7 @@
 
 | payload                                              | meaning                           |
 |------------------------------------------------------|-----------------------------------|
-| ``{"action": "scheduled", "scheduled_time": "…"}``   | the 115-minute schedule: every app |
+| ``{"action": "scheduled", "scheduled_time": "…"}``   | the 100-minute schedule: every app |
 | EventBridge rule "Scheduled Event"                   | the same (aws-cn fallback)        |
 | ``{"action": "guard"}``                              | refresh apps whose token runs low |
 | ``{"force": true}`` / ``{"force": true, "appid": …}``| forced refresh now                |

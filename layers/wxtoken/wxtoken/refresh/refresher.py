@@ -1,6 +1,6 @@
 """The refresh logic: who refreshes which app, when, and how only one of them calls WeChat.
 
-Every refresh, whatever asked for it (the 115-minute schedule, the guard, a forced refresh,
+Every refresh, whatever asked for it (the 100-minute schedule, the guard, a forced refresh,
 a reader's compare-and-refresh), goes through :meth:`Refresher.refresh_app`:
 
 1. read the stored token; if this request no longer needs a refresh, stop (no lease, no call);
