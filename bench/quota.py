@@ -1,7 +1,7 @@
 """Quota: a simulated day — WeChat token calls, and minutes without a valid token.
 
 A fake clock moves minute by minute through 24 hours. Every schedule of the refresh
-function in ``template.yaml`` (the 115-minute run and the 1-minute guard) fires its deployed
+function in ``template.yaml`` (the 100-minute run and the 1-minute guard) fires its deployed
 payload on time, through ``parse_refresh_event`` and the ``Refresher`` (on the fake clock),
 against the WeChat stand-in (on the same clock). An invocation that reports a failed app
 raises in Lambda, so it is retried as Lambda retries asynchronous invocations: one minute
@@ -13,7 +13,7 @@ ambiguous failure: WeChat may still be working on it) and one forced refresh
 first attempt might still mint after it, that token is left suspect and the guard mints once
 more a minute later. At the start and the end of every minute the stored token is checked
 against the stand-in: a minute in which it is not valid there counts as a minute without a
-token. Targets: at most one token call per 115-minute run (13 in a day), +2 for the failed
+token. Targets: at most one token call per 100-minute run (15 in a day), +2 for the failed
 call (the replay, and the guard's mint after it): 15, plus the forced refreshes, and no
 minute without a valid token.
 
