@@ -14,14 +14,12 @@ from types import ModuleType
 import pytest
 
 from devtools.wechat.player import WeChatPlayer, apigw_event, event_xml, text_xml
-from tests.fixtures.aws import create_dedup_table
-from tests.fixtures.lambda_context import FakeLambdaContext, load_handler
+from tests.fixtures.lambda_context import FakeLambdaContext
+from tests.fixtures.webhook import AES_KEY, TOKEN, webhook_on
 from tests.fixtures.wechat import APPID_A
 from wxtoken.wechat.messages import parse_xml
 
 HANDLERS = Path(__file__).parents[2] / "functions" / "webhook" / "handlers.py"
-TOKEN = "wxtokenlocal"
-AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
 PATH = f"/wechat/{APPID_A}"
 
 
@@ -38,14 +36,7 @@ def example_handlers() -> ModuleType:
 @pytest.fixture
 def webhook(system, monkeypatch):
     """The webhook function running the example's router, on app A (safe mode possible)."""
-    system.put_apps(
-        {**system.apps, APPID_A: {**system.apps[APPID_A], "token": TOKEN, "encoding_aes_key": AES_KEY}}
-    )
-    if system.kind == "ssm":
-        create_dedup_table(system.aws, "wxtoken-dedup")
-        monkeypatch.setenv("DEDUP_TABLE", "wxtoken-dedup")
-    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "wxtoken-webhook")
-    return load_handler("webhook", router=example_handlers().router)
+    return webhook_on(system, monkeypatch, example_handlers().router)
 
 
 def post(webhook, xml: str, *, encrypted: bool = False) -> str:

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from devtools.wechat.player import WeChatPlayer, apigw_event, event_xml, text_xml
-from tests.fixtures.aws import create_dedup_table
 from tests.fixtures.lambda_context import FakeLambdaContext, load_handler
 from tests.fixtures.routers import WELCOME
+from tests.fixtures.webhook import AES_KEY, TOKEN, webhook_on
 from tests.fixtures.wechat import APPID_A, APPID_B
 from wxtoken.deadline import Deadline
 from wxtoken.refresh import RefreshRequest, Trigger
@@ -21,8 +21,6 @@ from wxtoken.wechat.messages import TextMessage, parse_xml
 from wxtoken.wechat.signature import sha1_signature
 
 EVENTS = Path(__file__).parents[2] / "events"
-TOKEN = "wxtokenlocal"
-AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
 PATH = f"/wechat/{APPID_A}"
 
 
@@ -34,17 +32,7 @@ def player() -> WeChatPlayer:
 @pytest.fixture
 def webhook(system, monkeypatch):
     """The webhook function on a system whose app A has a Token and EncodingAESKey."""
-    system.put_apps(
-        {
-            APPID_A: {**system.apps[APPID_A], "token": TOKEN, "encoding_aes_key": AES_KEY},
-            APPID_B: system.apps[APPID_B],
-        }
-    )
-    if system.kind == "ssm":
-        create_dedup_table(system.aws, "wxtoken-dedup")
-        monkeypatch.setenv("DEDUP_TABLE", "wxtoken-dedup")
-    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "wxtoken-webhook")
-    return load_handler("webhook")
+    return webhook_on(system, monkeypatch)
 
 
 def invoke(handler, event):
@@ -600,7 +588,7 @@ def test_a_handler_with_a_context_calls_wechat_back_for_the_sender(system, playe
             json={"touser": context.openid, "msgtype": "text", "text": {"content": "done"}},
         )
 
-    handler = _webhook_on(system, monkeypatch, router)
+    handler = webhook_on(system, monkeypatch, router)
 
     # When WeChat delivers a text message from oUSER
     query, body = player.message(text_xml("slow job"))
@@ -615,18 +603,6 @@ def test_a_handler_with_a_context_calls_wechat_back_for_the_sender(system, playe
     assert call.appid == APPID_A
     assert call.params["touser"] == "oUSER"
     assert call.params["text"] == {"content": "done"}
-
-
-def _webhook_on(system, monkeypatch, router: MessageRouter):
-    """The webhook function with ``router`` as its handlers, on app A (Token, EncodingAESKey)."""
-    system.put_apps(
-        {**system.apps, APPID_A: {**system.apps[APPID_A], "token": TOKEN, "encoding_aes_key": AES_KEY}}
-    )
-    if system.kind == "ssm":
-        create_dedup_table(system.aws, "wxtoken-dedup")
-        monkeypatch.setenv("DEDUP_TABLE", "wxtoken-dedup")
-    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "wxtoken-webhook")
-    return load_handler("webhook", router=router)
 
 
 @pytest.mark.parametrize("returned", ["plain text", {"Content": "x"}, 42], ids=["str", "dict", "int"])
