@@ -8,7 +8,8 @@ Every failure is a typed :class:`~wxtoken.errors.BadRequest` the handler maps to
 The business handler (see :mod:`wxtoken.dispatch`) runs once per delivery: WeChat retries a
 callback up to 3 times, so answers are kept by a :class:`Deduplicator` and a retry gets the
 same answer. It also runs against a deadline: WeChat drops an answer after 5 s and shows
-users "该公众号暂时无法提供服务", so an overrunning handler is answered ``success`` in time.
+users "该公众号暂时无法提供服务", so an overrunning handler is answered ``success`` in time
+(:mod:`wxtoken.webhook.time_limit`: inline, stopped by a timer when its time is up).
 """
 
 from __future__ import annotations
@@ -18,8 +19,6 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -32,6 +31,7 @@ from wxtoken.errors import MalformedMessage, PayloadTooLarge, SignatureMismatch,
 from wxtoken.observability import DEADLINE_FALLBACK, WEBHOOK_MESSAGE, count, logger, put_metric
 from wxtoken.webhook.context import HandlerContext
 from wxtoken.webhook.router import MessageRouter
+from wxtoken.webhook.time_limit import TimeLimitExceeded, call_within
 from wxtoken.wechat.crypto import MessageCrypto
 from wxtoken.wechat.messages import Event, Message, parse_encrypted_envelope, parse_message
 from wxtoken.wechat.replies import SUCCESS, Reply, encrypted_reply, reply_to
@@ -42,9 +42,6 @@ if TYPE_CHECKING:
 
 # WeChat's timestamp is unix seconds: 10 digits until the year 2286; a little room, no more.
 _MAX_TIMESTAMP_DIGITS = 12
-
-# Business handlers that overrun keep running here after the answer went out.
-_HANDLER_POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="wxtoken-handler")
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,10 +160,9 @@ class Webhook:
             deadline=Deadline.after(budget),
             token_client=self._tokens,
         )
-        future = _HANDLER_POOL.submit(self._router.dispatch, message, context)
         try:
-            reply = future.result(timeout=budget)
-        except FutureTimeout:
+            reply = call_within(budget, lambda: self._router.dispatch(message, context))
+        except TimeLimitExceeded:
             logger.warning(
                 "business handler overran the deadline; answered success (reply later with the "
                 "customer-service message API)",

@@ -1,0 +1,76 @@
+"""The business handler's time limit: inline on the main thread (a timer stops it), on a
+pool elsewhere; either way the caller gets TimeLimitExceeded once the time is up."""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+import time
+
+import pytest
+
+from wxtoken.webhook.time_limit import HandlerTimeExpired, TimeLimitExceeded, call_within
+
+
+def test_a_handler_in_time_returns_its_value_inline_and_leaves_no_timer():
+    ran_on: list[threading.Thread] = []
+
+    def work() -> str:
+        ran_on.append(threading.current_thread())
+        return "reply"
+
+    assert call_within(1.0, work) == "reply"
+    assert ran_on == [threading.main_thread()]  # no thread hop
+    assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+    assert signal.getsignal(signal.SIGALRM) is signal.SIG_DFL
+
+
+def test_a_handler_past_its_time_is_stopped_even_through_its_own_catch_all():
+    reached_the_end = []
+
+    def stubborn() -> None:
+        with contextlib.suppress(Exception):  # what many handlers write; the stop is not one
+            time.sleep(2.0)
+        reached_the_end.append(True)
+
+    with pytest.raises(TimeLimitExceeded):
+        call_within(0.1, stubborn)
+    assert reached_the_end == []
+    assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+
+
+def test_the_stop_is_a_base_exception():
+    assert not issubclass(HandlerTimeExpired, Exception)
+
+
+def test_off_the_main_thread_the_handler_runs_on_the_pool_and_goes_on_after_the_answer():
+    finished = threading.Event()
+    outcome: list[BaseException] = []
+
+    def slow() -> None:
+        time.sleep(0.3)
+        finished.set()
+
+    def caller() -> None:
+        try:
+            call_within(0.05, slow)
+        except TimeLimitExceeded as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=caller)
+    thread.start()
+    thread.join()
+    assert len(outcome) == 1
+    assert finished.wait(timeout=5)
+
+
+def test_a_timer_someone_else_set_is_left_alone():
+    previous = signal.signal(signal.SIGALRM, lambda *_: None)
+    signal.setitimer(signal.ITIMER_REAL, 30)
+    try:
+        assert call_within(1.0, lambda: threading.current_thread()) is not threading.main_thread()
+        assert signal.getitimer(signal.ITIMER_REAL)[0] > 0  # still theirs, still running
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
