@@ -15,11 +15,11 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from xml.etree.ElementTree import Element, ParseError
-
-from defusedxml.ElementTree import fromstring
+from xml.etree.ElementTree import ParseError
+from xml.parsers.expat import ExpatError
 
 from wxtoken.errors import MalformedMessage
+from wxtoken.wechat.flat_xml import parse_flat
 
 # WeChat nests at most four levels (MASSSENDJOBFINISH: CopyrightCheckResult.ResultList.item.*);
 # a bound keeps a hostile body from building quadratic "a.a.a…" keys.
@@ -39,37 +39,11 @@ def parse_xml(body: bytes | str) -> dict[str, str]:
     has another root, repeats a top-level element or nests deeper than WeChat does.
     """
     try:
-        root = fromstring(body, forbid_dtd=True, forbid_entities=True, forbid_external=True)
-    except (ParseError, ValueError, LookupError):
-        # ValueError: defusedxml's refusals and undecodable text; LookupError: unknown encoding.
+        return parse_flat(body, _MAX_DEPTH)
+    except (ExpatError, ParseError, ValueError, LookupError):
+        # ValueError: the refusals (DTD, entities, shape) and undecodable text;
+        # LookupError: an unknown encoding; ParseError: the codecs path's broken XML.
         raise MalformedMessage from None
-    if root.tag != "xml":
-        raise MalformedMessage
-    out: dict[str, str] = {}
-    seen: set[str] = set()  # top-level tags: a nested one leaves only dotted keys in ``out``
-    for child in root:
-        tag = child.tag
-        if tag in seen:
-            raise MalformedMessage
-        seen.add(tag)
-        if len(child):
-            _flatten(child, tag, out)
-        else:
-            out[tag] = child.text or ""
-    return out
-
-
-def _flatten(parent: Element, prefix: str, out: dict[str, str]) -> None:
-    stack = [(parent, prefix, 1)]
-    while stack:
-        element, key, depth = stack.pop()
-        if not len(element):
-            out.setdefault(key, element.text or "")
-            continue
-        if depth >= _MAX_DEPTH:
-            raise MalformedMessage
-        # Reversed, so the stack hands them back in document order and the first one wins.
-        stack.extend((sub, f"{key}.{sub.tag}", depth + 1) for sub in reversed(element))
 
 
 # --- messages ------------------------------------------------------------------------------
