@@ -149,8 +149,10 @@ class AppsSource:
         max_age: int = 300,
         fetch: Callable[[], str] | None = None,
         shape: SecretShape = APPS_SECRET,
+        boto3_session: Any = None,
     ) -> None:
         self.secret_id = secret_id
+        self._boto3_session = boto3_session
         self.shape = shape
         self._max_age = max_age
         self._fetch = fetch
@@ -209,7 +211,9 @@ class AppsSource:
             # function (tests, local tools) never needs.
             from aws_lambda_powertools.utilities.parameters import SecretsProvider
 
-            self._provider = SecretsProvider(boto_config=SECRET.botocore_config())
+            self._provider = SecretsProvider(
+                boto_config=SECRET.botocore_config(), boto3_session=self._boto3_session
+            )
         try:
             value = self._provider.get(self.secret_id, max_age=self._max_age)
         except Exception as exc:  # powertools wraps boto3 errors in GetParameterError

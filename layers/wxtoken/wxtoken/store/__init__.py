@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
-from typing import cast
+from typing import Any, cast
 
 from wxtoken.config import Settings, StoreKind
 from wxtoken.errors import ConfigError, StoreError
@@ -19,13 +19,16 @@ from wxtoken.store.base import TokenStore
 __all__ = ["TokenStore", "open_store"]
 
 
-def open_store(settings: Settings, *, clock: Callable[[], float] = time.time) -> TokenStore:
+def open_store(
+    settings: Settings, *, clock: Callable[[], float] = time.time, boto3_session: Any = None
+) -> TokenStore:
     """The store ``settings.token_store`` names, on a new client.
 
     Raises :class:`ConfigError` when the Redis settings are incomplete or the AUTH secret
     has the wrong shape, :class:`StoreError` when the secret cannot be fetched (or a
     Redis Cluster cannot be reached to learn its slots). ``clock`` times SSM leases;
-    Redis leases expire on the server's clock.
+    Redis leases expire on the server's clock. ``boto3_session``: the Session the SSM client
+    is made in (one per container keeps botocore's data loaded once), else boto3's default.
     """
     if settings.token_store is StoreKind.REDIS:
         from wxtoken.store.redis_store import RedisTokenStore
@@ -43,7 +46,7 @@ def open_store(settings: Settings, *, clock: Callable[[], float] = time.time) ->
 
     from wxtoken.store.ssm_store import SSMTokenStore
 
-    return SSMTokenStore.from_settings(settings, clock=clock)
+    return SSMTokenStore.from_settings(settings, clock=clock, boto3_session=boto3_session)
 
 
 def _redis_auth(secret_id: str, max_age: int) -> tuple[str | None, str]:

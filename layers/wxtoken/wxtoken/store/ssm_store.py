@@ -106,13 +106,17 @@ class SSMTokenStore:
         self.clock = clock
 
     @classmethod
-    def from_settings(cls, settings: Settings, *, clock: Callable[[], float] = time.time) -> Self:
+    def from_settings(
+        cls, settings: Settings, *, clock: Callable[[], float] = time.time, boto3_session: Any = None
+    ) -> Self:
         """A store on a boto3 client of its own (region and endpoint from the environment),
         built at its first call."""
 
         def client() -> Any:
             import boto3
 
+            if boto3_session is not None:
+                return boto3_session.client("ssm", config=CLIENT_CONFIG)
             return boto3.client("ssm", config=CLIENT_CONFIG)
 
         return cls(

@@ -98,7 +98,9 @@ def store_deduplicator(backend: DedupBackend, *, expires_after_seconds: int) -> 
     )
 
 
-def dynamodb_deduplicator(table_name: str, *, expires_after_seconds: int) -> PowertoolsDeduplicator:
+def dynamodb_deduplicator(
+    table_name: str, *, expires_after_seconds: int, boto3_session: Any = None
+) -> PowertoolsDeduplicator:
     """Dedup on the DynamoDB table, with timeouts from :data:`wxtoken.budget.DEDUP`.
 
     A dead table makes the first write fail (IdempotencyPersistenceLayerError) in well under
@@ -106,5 +108,7 @@ def dynamodb_deduplicator(table_name: str, *, expires_after_seconds: int) -> Pow
     """
     from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
 
-    layer = DynamoDBPersistenceLayer(table_name=table_name, boto_config=DEDUP.botocore_config())
+    layer = DynamoDBPersistenceLayer(
+        table_name=table_name, boto_config=DEDUP.botocore_config(), boto3_session=boto3_session
+    )
     return PowertoolsDeduplicator(layer, expires_after_seconds=expires_after_seconds)
