@@ -146,3 +146,9 @@ def test_tracing_never_patches_requests():
     code = PROBE + "import requests; print(type(requests.Session.request).__name__)"
     result = run_python(code, WXTOKEN_TRACING="true", LAMBDA_TASK_ROOT="/var/task")
     assert result.stdout.split()[-1] == "function"
+
+
+def test_a_metric_with_a_dimension_named_service_or_too_many_is_dropped(capsys):
+    put_metric("TokenRefreshed", MetricUnit.Count, 1, service="other")
+    put_metric("TokenRefreshed", MetricUnit.Count, 1, **{f"d{i}": "x" for i in range(30)})
+    assert emf_lines(capsys.readouterr().out) == []

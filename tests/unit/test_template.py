@@ -233,9 +233,17 @@ def test_dedup_table_matches_powertools_idempotency_defaults(template):
     assert table["TimeToLiveSpecification"] == {"AttributeName": "expiration", "Enabled": True}
 
 
+# Actions IAM cannot scope to a resource (the service authorizes them on "*" only), each
+# with the one statement allowed to grant it.
+RESOURCELESS_ACTIONS = {"ec2:DescribeNetworkInterfaces": "SeeWhetherTheInterfaceIsAttachedAlready"}
+
+
 def test_no_statement_grants_every_resource(template):
     wildcards = [s for s in statements(template) if "*" in strings(s["Resource"])]
-    assert not wildcards
+    # Only the read-only actions that have no resource-level permissions, one action each.
+    assert all(
+        s["Resource"] == "*" and RESOURCELESS_ACTIONS.get(s["Action"]) == s.get("Sid") for s in wildcards
+    ), wildcards
 
 
 @pytest.mark.parametrize(
@@ -755,6 +763,7 @@ def test_the_attach_function_may_only_attach_the_static_interface_and_let_the_in
             "arn:aws:ec2:us-east-1:123456789012:instance/*",
             {"StringEquals": {"aws:ResourceTag/wxtoken:nat-instance": STACK_NAME}},
         ),
+        ("ec2:DescribeNetworkInterfaces", "*", None),  # EC2 has no resource-level permissions for it
         (
             "autoscaling:CompleteLifecycleAction",
             f"arn:aws:autoscaling:us-east-1:123456789012:autoScalingGroup:*:autoScalingGroupName/{group_name}",
@@ -775,15 +784,20 @@ def test_the_attach_function_may_only_attach_the_static_interface_and_let_the_in
 class _Stub:
     """boto3's ec2 and autoscaling clients as the attach function calls them."""
 
-    def __init__(self, attach_failures: int) -> None:
+    def __init__(self, attach_failures: int, holder: str = "i-0old") -> None:
         self.attach_failures = attach_failures
+        self.holder = holder  # the instance the interface is attached to while attaches fail
         self.calls: list[tuple[str, dict[str, Any]]] = []
+
+    def describe_network_interfaces(self, **kwargs: Any) -> dict[str, Any]:
+        self.calls.append(("describe", kwargs))
+        return {"NetworkInterfaces": [{"Attachment": {"InstanceId": self.holder}}]}
 
     def attach_network_interface(self, **kwargs: Any) -> None:
         from botocore.exceptions import ClientError
 
         self.calls.append(("attach", kwargs))
-        if len(self.calls) <= self.attach_failures:
+        if sum(name == "attach" for name, _ in self.calls) <= self.attach_failures:
             raise ClientError({"Error": {"Code": "InvalidNetworkInterface.InUse"}}, "AttachNetworkInterface")
 
     def complete_lifecycle_action(self, **kwargs: Any) -> None:
@@ -839,14 +853,50 @@ def test_the_attach_function_completes_the_lifecycle_action_after_its_attach(
     # Then the interface is attached as its second device, and the action completed once
     attach = {"NetworkInterfaceId": "eni-0static", "InstanceId": "i-1234567890abcdef0", "DeviceIndex": 1}
     detail = LIFECYCLE_EVENT["detail"]
-    assert stub.calls == [("attach", attach)] * attempts + [
-        (
-            "complete",
-            {
-                "AutoScalingGroupName": detail["AutoScalingGroupName"],
-                "LifecycleHookName": detail["LifecycleHookName"],
-                "LifecycleActionToken": detail["LifecycleActionToken"],
-                "LifecycleActionResult": result,
-            },
-        )
-    ]
+    describe = ("describe", {"NetworkInterfaceIds": ["eni-0static"]})
+    tries = [("attach", attach), describe] * (attempts - 1) + [("attach", attach)]
+    if result == "ABANDON":
+        tries.append(describe)  # the last attach failed too
+    completion = {
+        "AutoScalingGroupName": detail["AutoScalingGroupName"],
+        "LifecycleHookName": detail["LifecycleHookName"],
+        "LifecycleActionToken": detail["LifecycleActionToken"],
+        "LifecycleActionResult": result,
+    }
+    assert stub.calls == [*tries, ("complete", completion)]
+
+
+def test_every_dashboard_widget_names_each_series_once(template):
+    """CloudWatch refuses a dashboard whose widget gives two series the same id (PutDashboard:
+    a metric id must be unique in its widget)."""
+    import json
+    import re
+
+    body = template["Resources"]["Dashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
+    dashboard = json.loads(re.sub(r"\$\{[^}]+\}", "X", body))
+    for widget in dashboard["widgets"]:
+        ids = [
+            option["id"]
+            for entry in widget["properties"].get("metrics", [])
+            for option in entry
+            if isinstance(option, dict) and "id" in option
+        ]
+        assert len(ids) == len(set(ids)), (widget["properties"].get("title"), ids)
+
+
+def test_a_retried_launch_event_finds_the_interface_attached_and_goes_on(template, monkeypatch):
+    """Lambda retries an async invoke that failed after its attach (say, at the completion):
+    the attach fails then with the interface in use, by this very instance: CONTINUE."""
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv("INTERFACE_ID", "eni-0static")
+    code = template["Resources"]["NatInstanceAttachFunction"]["Properties"]["Code"]["ZipFile"]
+    module: dict[str, Any] = {"__name__": "index"}
+    exec(compile(code, "index.py", "exec"), module)  # noqa: S102
+    stub = _Stub(attach_failures=9, holder=LIFECYCLE_EVENT["detail"]["EC2InstanceId"])
+    module.update(ec2=stub, autoscaling=stub)
+    monkeypatch.setattr(module["time"], "sleep", lambda _: None)
+
+    module["handler"](LIFECYCLE_EVENT, _Context([200_000]))
+
+    assert [name for name, _ in stub.calls] == ["attach", "describe", "complete"]
+    assert stub.calls[-1][1]["LifecycleActionResult"] == "CONTINUE"

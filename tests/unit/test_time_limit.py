@@ -23,7 +23,8 @@ def test_a_handler_in_time_returns_its_value_inline_and_leaves_no_timer():
     assert call_within(1.0, work) == "reply"
     assert ran_on == [threading.main_thread()]  # no thread hop
     assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
-    assert signal.getsignal(signal.SIGALRM) is signal.SIG_DFL
+    # the handler stays, disarmed: a late SIGALRM is ignored (SIG_DFL would end the process)
+    signal.raise_signal(signal.SIGALRM)
 
 
 def test_a_handler_past_its_time_is_stopped_even_through_its_own_catch_all():
@@ -73,4 +74,25 @@ def test_a_timer_someone_else_set_is_left_alone():
         assert signal.getitimer(signal.ITIMER_REAL)[0] > 0  # still theirs, still running
     finally:
         signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def test_with_sigalrm_blocked_the_handler_runs_on_the_pool_and_is_still_limited():
+    signal.pthread_sigmask(signal.SIG_BLOCK, [signal.SIGALRM])
+    try:
+        with pytest.raises(TimeLimitExceeded):
+            call_within(0.05, lambda: time.sleep(0.3))
+        assert call_within(1.0, threading.current_thread) is not threading.main_thread()
+    finally:
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGALRM])
+
+
+def test_another_sigalrm_handler_is_left_alone():
+    calls: list[int] = []
+    previous = signal.signal(signal.SIGALRM, lambda signum, frame: calls.append(signum))
+    try:
+        assert call_within(1.0, threading.current_thread) is not threading.main_thread()
+        signal.raise_signal(signal.SIGALRM)
+        assert calls == [signal.SIGALRM]  # still theirs
+    finally:
         signal.signal(signal.SIGALRM, previous)

@@ -120,6 +120,10 @@ def put_metric(name: str, unit: MetricUnit, value: float, **dimensions: str) -> 
         if not 1 <= len(name) <= 255:  # CloudWatch's rule for a metric name
             raise ValueError(f"metric name must be 1 to 255 characters, got {len(name)}")
         kept = {key: str(dimension) for key, dimension in dimensions.items() if str(dimension).strip()}
+        # EMF's rules, as SingleMetric enforced them: at most 30 dimensions with ``service``,
+        # which is ours to set.
+        if len(kept) > 29 or "service" in kept:
+            raise ValueError("at most 29 dimensions, and none named service")
         document = {
             "_aws": {
                 "Timestamp": int(time.time() * 1000),

@@ -105,28 +105,35 @@ class _Flights:
         ``done`` is asked under the lock, and ``work`` publishes its result (to the cache)
         before its flight ends, so a caller arriving just after a flight never repeats it.
         """
-        with self.lock:
-            answer = done()
-            if answer is not None:
-                return answer
-            flight = self.running.get(key)
-            leader = flight is None
-            if flight is None:
-                flight = self.running[key] = Future()
-        if not leader:
-            result: T = flight.result()
-            return result
+        leader = False
+        flight: Future[Any] | None = None
         try:
+            with self.lock:
+                answer = done()
+                if answer is not None:
+                    return answer
+                flight = self.running.get(key)
+                if flight is None:
+                    leader = True
+                    flight = self.running[key] = Future()
+            if not leader:
+                result: T = flight.result()
+                return result
             result = work()
-        except BaseException as exc:
-            flight.set_exception(exc)
-            raise
-        else:
             flight.set_result(result)
             return result
+        except BaseException as exc:
+            # Whatever stops the leader, at whatever point (the webhook's time limit raises
+            # where the handler stands), its followers get an answer rather than waiting for
+            # ever; a stop that is not an error reaches them as one.
+            if leader and flight is not None and not flight.done():
+                stop = TokenUnavailableError("the read was interrupted")
+                flight.set_exception(exc if isinstance(exc, Exception) else stop)
+            raise
         finally:
-            with self.lock:
-                del self.running[key]
+            if leader:
+                with self.lock:
+                    self.running.pop(key, None)
 
 
 class TokenClient:

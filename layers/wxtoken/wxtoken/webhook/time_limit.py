@@ -9,11 +9,16 @@ XML together. On Lambda the handler runs on the main thread, where a POSIX inter
 
 An interrupted handler gets :class:`HandlerTimeExpired` where it stands — a
 ``BaseException``, so that a handler's own ``except Exception`` cannot swallow it and run
-on. Nothing is lost by stopping it: Lambda freezes the process once the answer is out, so a
-handler left running (as the pool did) was never sure to finish anyway. Off the main thread
-(a test's worker thread, a service embedding the webhook), or where a timer is already set
-by someone else, the handler runs on a small pool as before and keeps running after the
-answer.
+on (a bare ``except:`` can: such a handler runs on, unguarded). Nothing is lost by stopping
+it: Lambda freezes the process once the answer is out, so a handler left running (as the
+pool did) was never sure to finish anyway.
+
+The timer is used only where it is safe: on the main thread, with SIGALRM not blocked, no
+other interval timer running and no other SIGALRM handler installed. Its handler stays
+installed once set, and raises only while armed, once: a signal that arrives late (the
+kernel may deliver SIGALRM to any thread, and Python runs the handler at the main thread's
+next check) is ignored instead of reaching SIG_DFL, which would end the process. Anywhere
+else the handler runs on a small pool as before, and keeps running after the answer.
 """
 
 from __future__ import annotations
@@ -28,7 +33,9 @@ from typing import Final
 
 # Off the main thread: handlers that overrun keep running here after the answer went out.
 _POOL: Final = ThreadPoolExecutor(max_workers=4, thread_name_prefix="wxtoken-handler")
-_HAS_TIMER: Final = hasattr(signal, "setitimer") and hasattr(signal, "SIGALRM")
+_HAS_TIMER: Final = all(hasattr(signal, name) for name in ("setitimer", "SIGALRM", "pthread_sigmask"))
+# Main thread only (the timer is used nowhere else): no lock needed.
+_armed = False
 
 
 class HandlerTimeExpired(BaseException):
@@ -41,7 +48,7 @@ class TimeLimitExceeded(Exception):
 
 def call_within[T](seconds: float, work: Callable[[], T]) -> T:
     """``work()``, or :class:`TimeLimitExceeded` once ``seconds`` have passed."""
-    if _HAS_TIMER and threading.current_thread() is threading.main_thread() and _timer_free():
+    if _timer_usable():
         return _call_with_timer(seconds, work)
     try:
         return _POOL.submit(work).result(timeout=seconds)
@@ -49,23 +56,33 @@ def call_within[T](seconds: float, work: Callable[[], T]) -> T:
         raise TimeLimitExceeded from None
 
 
-def _timer_free() -> bool:
-    """No interval timer of someone else's is running (ours would replace it)."""
-    return signal.getitimer(signal.ITIMER_REAL)[0] == 0.0
+def _timer_usable() -> bool:
+    return (
+        _HAS_TIMER
+        and threading.current_thread() is threading.main_thread()
+        and signal.getsignal(signal.SIGALRM) in (signal.SIG_DFL, _expire)  # nobody else's
+        and signal.SIGALRM not in signal.pthread_sigmask(signal.SIG_BLOCK, [])
+        and signal.getitimer(signal.ITIMER_REAL)[0] == 0.0  # nobody else's timer running
+    )
+
+
+def _expire(signum: int, frame: FrameType | None) -> None:
+    global _armed
+    if _armed:
+        _armed = False  # once per arming: a second, late signal is ignored
+        raise HandlerTimeExpired
 
 
 def _call_with_timer[T](seconds: float, work: Callable[[], T]) -> T:
-    def expire(signum: int, frame: FrameType | None) -> None:
-        raise HandlerTimeExpired
-
-    previous = signal.signal(signal.SIGALRM, expire)
+    global _armed
+    signal.signal(signal.SIGALRM, _expire)  # stays installed: harmless while disarmed
     try:
-        signal.setitimer(signal.ITIMER_REAL, seconds)
         try:
+            _armed = True
+            signal.setitimer(signal.ITIMER_REAL, seconds)
             return work()
         finally:
+            _armed = False
             signal.setitimer(signal.ITIMER_REAL, 0)
     except HandlerTimeExpired:
         raise TimeLimitExceeded from None
-    finally:
-        signal.signal(signal.SIGALRM, previous)
