@@ -100,6 +100,8 @@ PROLOGUES = st.sampled_from(
         '<?xml version="1.0" encoding="windows-1252"?>',
         '<?xml version="1.0" encoding="GBK"?>',
         '<?xml version="1.0" encoding="no-such-codec"?>',
+        '<?xml version="1.0" encoding="cp037"?>',
+        '<?xml version="1.0" encoding="koi8-r"?>',
         '<!DOCTYPE xml [<!ENTITY a "aaaa">]>',
         '<!DOCTYPE xml SYSTEM "http://example.com/x.dtd">',
     ]

@@ -1,6 +1,6 @@
 """WeChat's callback XML as a flat dict, read by pyexpat with defusedxml's refusals.
 
-defusedxml builds an ElementTree and :func:`wxtoken.wechat.messages.parse_xml` then walks
+defusedxml (what this replaced) builds an ElementTree and :func:`wxtoken.wechat.messages.parse_xml` then walks
 it: 18 µs for a text message, twice per safe-mode request (the envelope, then the
 message), where expat alone takes 8 (bench/webhook_roundtrip.py --breakdown). This reads
 the same document in one pass of pyexpat's callbacks, with the same refusals defusedxml
@@ -8,19 +8,15 @@ makes (``forbid_dtd``, ``forbid_entities``, ``forbid_external``: no DOCTYPE, no 
 declaration, no external reference) and the same result: tests/unit/test_flat_xml.py
 compares the two on generated documents, hostile ones included.
 
-One thing pyexpat cannot do is decode an encoding expat does not know (ElementTree brings
-Python's codecs for those): a body that declares one is read by defusedxml, as before.
+Encodings are decoded alike too: pyexpat and ElementTree's parser are the same expat with
+the same handler for encodings expat does not know (Python's 8-bit codecs; a multi-byte or
+unknown one is refused by both).
 """
 
 from __future__ import annotations
 
-from typing import Any, Final
+from typing import Any
 from xml.parsers import expat
-
-from defusedxml.ElementTree import fromstring
-
-# Where pyexpat stops and ElementTree would go on with Python's codecs.
-_UNKNOWN_ENCODING: Final = expat.errors.codes[expat.errors.XML_ERROR_UNKNOWN_ENCODING]
 
 
 class Refused(ValueError):
@@ -42,12 +38,7 @@ def parse_flat(body: bytes | str, max_depth: int) -> dict[str, str]:
     parser.StartElementHandler = reader.start
     parser.EndElementHandler = reader.end
     parser.CharacterDataHandler = reader.text
-    try:
-        parser.Parse(body, True)
-    except expat.ExpatError as exc:
-        if exc.code != _UNKNOWN_ENCODING:
-            raise
-        return _parse_with_codecs(body, max_depth)
+    parser.Parse(body, True)
     return reader.out
 
 
@@ -111,29 +102,3 @@ class _Reader:
             self.out[key] = "".join(parts)
         else:
             self.out.setdefault(key, "".join(parts))
-
-
-def _parse_with_codecs(body: bytes | str, max_depth: int) -> dict[str, str]:
-    """The same reading through defusedxml, whose ElementTree decodes any 8-bit codec."""
-    root = fromstring(body, forbid_dtd=True, forbid_entities=True, forbid_external=True)
-    if root.tag != "xml":
-        raise Refused("the root is not <xml>")
-    out: dict[str, str] = {}
-    seen: set[str] = set()
-    for child in root:
-        if child.tag in seen:
-            raise Refused("a top-level element repeats")
-        seen.add(child.tag)
-        stack = [(child, child.tag, 1)]
-        while stack:
-            element, key, depth = stack.pop()
-            if not len(element):
-                if depth == 1:
-                    out[key] = element.text or ""
-                else:
-                    out.setdefault(key, element.text or "")
-                continue
-            if depth >= max_depth:
-                raise Refused("nested deeper than WeChat does")
-            stack.extend((sub, f"{key}.{sub.tag}", depth + 1) for sub in reversed(element))
-    return out

@@ -15,7 +15,6 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from xml.etree.ElementTree import ParseError
 from xml.parsers.expat import ExpatError
 
 from wxtoken.errors import MalformedMessage
@@ -40,9 +39,9 @@ def parse_xml(body: bytes | str) -> dict[str, str]:
     """
     try:
         return parse_flat(body, _MAX_DEPTH)
-    except (ExpatError, ParseError, ValueError, LookupError):
-        # ValueError: the refusals (DTD, entities, shape) and undecodable text;
-        # LookupError: an unknown encoding; ParseError: the codecs path's broken XML.
+    except (ExpatError, ValueError, LookupError):
+        # ValueError: the refusals (DTD, entities, shape), undecodable text and multi-byte
+        # encodings; LookupError: an encoding Python does not know.
         raise MalformedMessage from None
 
 
