@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from wxtoken.errors import MalformedMessage
-from wxtoken.wechat.flat_xml import parse_flat
+from wxtoken.wechat.flat_xml import _read_plain_shape, parse_flat, read_with_expat
 from wxtoken.wechat.messages import parse_xml
 
 MAX_DEPTH = 8
@@ -164,3 +164,126 @@ def test_a_dtd_is_refused_before_anything_is_read():
 def test_broken_xml_is_expats_error():
     with pytest.raises(ExpatError):
         parse_flat(b"<xml><A></xml>", MAX_DEPTH)
+
+
+# --- the plain-shape shortcut reads what expat reads, whenever it reads anything -----------
+SHAPE_TAGS = st.sampled_from(["ToUserName", "MsgType", "Content", "A", "_x", "A1", "xml", "Encrypt"])
+# Characters at the edges of what the shape admits: markup, line ends, controls, non-characters.
+EDGY = st.sampled_from(
+    [
+        "&",
+        "<",
+        ">",
+        "]",
+        "]]",
+        "]]>",
+        "\r",
+        "\r\n",
+        "\n",
+        "\t",
+        " ",
+        "\x00",
+        "\x0b",
+        "\x1f",
+        "\x7f",
+        "\ufffe",
+        "\uffff",
+        "\ufffd",
+        "\ud800",
+        "你好",
+        "😀",
+        "&amp;",
+        "&#13;",
+        "<![CDATA[",
+        "</A>",
+        "=",
+    ]
+)
+SHAPE_TEXTS = st.one_of(
+    st.text(st.characters(min_codepoint=0x20, max_codepoint=0x7E, exclude_characters="&<]"), max_size=8),
+    st.text(st.characters(codec="utf-8", exclude_characters="\r]"), max_size=8),
+    st.lists(st.one_of(EDGY, st.text(max_size=6)), max_size=4).map("".join),
+)
+
+
+@st.composite
+def plain_shapes(draw: st.DrawFn) -> bytes | str:
+    """WeChat's flat shape, mostly, with every kind of character in its leaves."""
+    space = st.sampled_from(["", "", "", "", "", "", " ", "\n", "\r\n", "\t", "\x0c"])
+    leaves = []
+    # Repeated tags now and then (expat refuses those), distinct ones mostly.
+    for tag in draw(st.lists(SHAPE_TAGS, max_size=7, unique=draw(st.integers(0, 9)) > 0)):
+        content = draw(SHAPE_TEXTS)
+        inner = f"<![CDATA[{content}]]>" if draw(st.booleans()) else content
+        close = tag if draw(st.integers(0, 30)) else draw(SHAPE_TAGS)
+        leaves.append(f"{draw(space)}<{tag}>{inner}</{close}>")
+    text = f"<xml>{''.join(leaves)}{draw(space)}</xml>{draw(space)}"
+    form = draw(st.sampled_from(["str", "utf-8", "utf-8", "latin-1"]))
+    if form == "str":
+        return text
+    return text.encode(form, errors="surrogatepass" if form == "utf-8" else "replace")
+
+
+def expat_outcome(body: bytes | str) -> dict[str, str] | str:
+    try:
+        return read_with_expat(body, MAX_DEPTH)
+    except (ExpatError, ValueError, LookupError):
+        return "refused"
+
+
+@settings(max_examples=4000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(body=plain_shapes())
+def test_the_plain_shape_reads_what_expat_reads(body):
+    shortcut = _read_plain_shape(body)
+    if shortcut is not None:
+        assert shortcut == expat_outcome(body)
+
+
+def test_wechats_own_bodies_take_the_shortcut():
+    # Given the bodies WeChat sends (a text message, a safe-mode envelope, an event)
+    bodies = [
+        b"<xml><ToUserName><![CDATA[gh_1]]></ToUserName><FromUserName><![CDATA[o1]]></FromUserName>"
+        b"<CreateTime>1348831860</CreateTime><MsgType><![CDATA[text]]></MsgType>"
+        b"<Content><![CDATA[a < b & c]]></Content><MsgId>1234567890123456</MsgId></xml>",
+        b"<xml>\n  <ToUserName><![CDATA[gh_1]]></ToUserName>\n"
+        b"  <Encrypt><![CDATA[AbC+/==]]></Encrypt>\n</xml>",
+        "<xml><MsgType><![CDATA[event]]></MsgType><Event><![CDATA[subscribe]]></Event>"
+        "<EventKey><![CDATA[qrscene_你好]]></EventKey></xml>".encode(),
+    ]
+    for body in bodies:
+        # Then the shortcut reads each, as expat does
+        assert _read_plain_shape(body) is not None
+        assert _read_plain_shape(body) == read_with_expat(body, MAX_DEPTH)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b'<?xml version="1.0"?><xml><A>1</A></xml>',
+        b"<xml><A><B>1</B></A></xml>",
+        b"<xml><A>1</A><A>2</A></xml>",
+        b"<xml><A>a&amp;b</A></xml>",
+        b"<xml><A>a\r\nb</A></xml>",
+        b"<xml><A>\xff</A></xml>",
+        b"<xml><A><![CDATA[x]]>y</A></xml>",
+        b"<xml><A/></xml>",
+        b'<xml><A x="1">1</A></xml>',
+        b"<xml><A>1</A></xml><!-- c -->",
+        b" <xml><A>1</A></xml>",
+    ],
+    ids=[
+        "declaration",
+        "nested",
+        "repeated",
+        "entity",
+        "carriage-return",
+        "not-utf8",
+        "mixed",
+        "empty-element",
+        "attribute",
+        "comment-after",
+        "space-before",
+    ],
+)
+def test_anything_else_goes_to_expat(body):
+    assert _read_plain_shape(body) is None
