@@ -72,6 +72,69 @@ def test_counts_are_summed_into_one_line_at_the_flush(capsys):
     assert line["_aws"]["CloudWatchMetrics"][0]["Dimensions"] == [["service"]]
 
 
+def test_an_invocation_writes_one_emf_document_with_a_directive_per_dimension_set(capsys):
+    # Given a cold handler that counts a message by type, a dimensionless count and a value
+    from aws_lambda_powertools.metrics.provider import cold_start
+
+    from tests.fixtures.lambda_context import FakeLambdaContext
+    from tests.integration.scenarios import emf_points
+
+    @metrics.log_metrics(capture_cold_start_metric=True)
+    def handler(event, context):
+        observability.count("WebhookMessage", MsgType="text")
+        observability.count("WebhookMessage", MsgType="text")
+        observability.count("DuplicateDelivery")
+        observability.record("MinSecondsToExpiry", MetricUnit.Seconds, 7000)
+        return "ok"
+
+    cold_start.is_cold_start = True
+    try:
+        # When it is invoked
+        handler({}, FakeLambdaContext(function_name="wxtoken-webhook"))
+    finally:
+        cold_start.is_cold_start = False
+
+    # Then everything is in one line, and CloudWatch reads each metric with its own dimensions
+    out = capsys.readouterr().out
+    assert len(emf_lines(out)) == 1
+    points = {(p.name, p.labels): (p.unit, p.value) for p in emf_points(out)}
+    assert points == {
+        ("WebhookMessage", (("MsgType", "text"), ("service", "wxtoken"))): ("Count", [2.0]),
+        ("DuplicateDelivery", (("service", "wxtoken"),)): ("Count", [1.0]),
+        ("MinSecondsToExpiry", (("service", "wxtoken"),)): ("Seconds", [7000.0]),
+        ("ColdStart", (("function_name", "wxtoken-webhook"), ("service", "wxtoken"))): ("Count", [1.0]),
+    }
+
+
+def test_dimension_sets_that_would_clash_go_to_documents_of_their_own(capsys):
+    # Given counts whose dimension values differ under one key, and a metric name under two sets
+    observability.count("WebhookRejected", Reason="signature")
+    observability.count("WebhookRejected", Reason="malformed")
+    observability.count("WebhookRejected")
+    for value in range(150):  # more values than one EMF metric may hold (100)
+        observability.record("MinSecondsToExpiry", MetricUnit.Seconds, value)
+
+    metrics.flush_metrics()
+
+    # Then no document makes CloudWatch read a value that is not its own
+    from tests.integration.scenarios import emf_points
+
+    out = capsys.readouterr().out
+    points = emf_points(out)
+    rejected = sorted((p.label("Reason") or "", p.value) for p in points if p.name == "WebhookRejected")
+    assert rejected == [("", [1.0]), ("malformed", [1.0]), ("signature", [1.0])]
+    minimum = [p.value for p in points if p.name == "MinSecondsToExpiry"]
+    assert sorted(len(values) for values in minimum) == [50, 100]
+    assert sorted(v for values in minimum for v in values) == [float(v) for v in range(150)]
+    assert len(emf_lines(out)) == 3
+
+
+def test_a_bad_dimension_drops_the_count_not_the_caller(capsys):
+    observability.count("WebhookMessage", service="mine")  # service is wxtoken's own
+    metrics.flush_metrics()
+    assert emf_lines(capsys.readouterr().out) == []
+
+
 def test_a_flush_with_nothing_to_say_writes_nothing(capsys, recwarn):
     metrics.flush_metrics()
     assert capsys.readouterr().out == ""

@@ -9,14 +9,17 @@ logger every ``wxtoken.*`` module's records propagate to.
 
 Metrics are CloudWatch EMF lines on stdout, in two kinds:
 
-- :func:`put_metric` — one data point with its own dimensions (an appid, an endpoint, a
-  reason), written at once as one line. Safe from the refresh's app threads.
-- :func:`count` and :func:`record` — dimensionless values, summed (counts) or kept (the rest)
-  in this process and written as one line when the handler's
-  ``@metrics.log_metrics`` flushes, so a hot path (a cached token read) costs a dict update,
-  not a line. Code running outside such a handler (a long-lived service using
-  :class:`~wxtoken.client.TokenClient`) writes nothing unless it calls
-  ``metrics.flush_metrics()`` itself.
+- :func:`count` and :func:`record` — values kept in this process (counts summed, by their
+  dimensions if they have any) and written when the handler's ``@metrics.log_metrics``
+  flushes: **one EMF document per invocation**, its directives one per dimension set (with
+  powertools' ``ColdStart`` among them), so a hot path (a cached token read, a webhook
+  message) costs a dict update, not a line. Code running outside such a handler (a
+  long-lived service using :class:`~wxtoken.client.TokenClient`) writes nothing unless it
+  calls ``metrics.flush_metrics()`` itself; what waits is bounded by the names and
+  dimensions in use, not by the number of calls.
+- :func:`put_metric` — one data point with its own dimensions (an appid, an endpoint), written
+  at once as one line. Safe from the refresh's app threads; for what must not wait for the
+  end of an invocation, or would grow without bound in a long-lived process (latencies).
 
 Tracing is opt-in: ``Tracer()`` imports the X-Ray SDK, hundreds of milliseconds of every cold
 start, so ``tracer`` is a no-op with the same decorators unless ``WXTOKEN_TRACING=true``
@@ -31,6 +34,7 @@ dropped with a warning.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import threading
 import time
@@ -39,8 +43,10 @@ from typing import Any, Final, Protocol, cast, overload
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.metrics.functions import is_metrics_disabled
+from aws_lambda_powertools.metrics.functions import resolve_cold_start_function_name
 from aws_lambda_powertools.metrics.provider.cloudwatch_emf.cloudwatch import AmazonCloudWatchEMFProvider
+from aws_lambda_powertools.shared.functions import strtobool
+from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from wxtoken.config import ObservabilitySettings
 
@@ -99,91 +105,224 @@ REJECT_REASONS: Final = ("signature", "unauthenticated", "unknown_app", "too_lar
 TRANSPORT_ERRCODE: Final = "transport"
 
 
-# --- per-point metrics ---------------------------------------------------------------------
+# --- EMF documents ---------------------------------------------------------------------------
+_Dimensions = tuple[tuple[str, str], ...]
+# EMF's limits (CloudWatch "Specification: Embedded metric format"): 30 dimensions in a set
+# (``service`` is one), 100 metrics in a directive, 100 values in a metric's array.
+_MAX_DIMENSIONS = 29
+_MAX_METRICS = 100
+_MAX_VALUES = 100
 _write_lock = threading.Lock()
 
 
+def _dimensions(dimensions: dict[str, Any]) -> _Dimensions:
+    """``dimensions`` as a key, each value a string. An empty value is left out, as powertools
+    leaves it out (CloudWatch refuses the document); ``service`` is ours to set."""
+    kept = tuple((key, text) for key, value in dimensions.items() if (text := str(value)).strip())
+    if len(kept) > _MAX_DIMENSIONS or any(key == "service" for key, _ in kept):
+        raise ValueError(f"at most {_MAX_DIMENSIONS} dimensions, and none named service")
+    return kept
+
+
+def _check_name(name: str) -> None:
+    if not 1 <= len(name) <= 255:  # CloudWatch's rule for a metric name
+        raise ValueError(f"metric name must be 1 to 255 characters, got {len(name)}")
+
+
+def _metrics_disabled() -> bool:
+    """powertools' ``is_metrics_disabled`` (metrics/functions.py), rule for rule, read straight
+    from ``os.environ``: theirs costs 4 µs a call (three ``os.getenv``), twice per webhook
+    request before this (bench/webhook_roundtrip.py --breakdown)."""
+    environ = os.environ
+    dev = strtobool(environ.get("POWERTOOLS_DEV", "false"))
+    raw = environ.get("POWERTOOLS_METRICS_DISABLED")
+    disabled = strtobool(raw if raw is not None else "false")
+    return disabled or (dev and raw is None)
+
+
+class _Group:
+    """The metrics of one dimension set: name → (unit, values)."""
+
+    __slots__ = ("dimensions", "metrics")
+
+    def __init__(self, dimensions: _Dimensions, metrics: dict[str, tuple[str, list[float]]]) -> None:
+        self.dimensions = dimensions
+        self.metrics = metrics
+
+    def shape(self) -> tuple[tuple[str, ...], tuple[tuple[str, str], ...]]:
+        """What its directive says: dimension names, metric names and units (no values)."""
+        return (
+            tuple(key for key, _ in self.dimensions),
+            tuple((name, unit) for name, (unit, _) in self.metrics.items()),
+        )
+
+
+_ENCODER: Final = json.JSONEncoder(separators=(",", ":"))  # one encoder, not one per line
+_SERVICE_JSON: Final = _ENCODER.encode(SERVICE)
+# The "CloudWatchMetrics" array by the shapes of a document's groups: the same few every
+# invocation (a webhook message by MsgType, a cold start), so each is serialised once.
+_DIRECTIVES: dict[tuple[Any, ...], str] = {}
+_DIRECTIVES_KEPT = 256
+
+
+def _directives(members: list[_Group]) -> str:
+    shapes = tuple(group.shape() for group in members)
+    text = _DIRECTIVES.get(shapes)
+    if text is None:
+        text = _ENCODER.encode(
+            [
+                {
+                    "Namespace": NAMESPACE,
+                    "Dimensions": [[*dimensions, "service"]],
+                    "Metrics": [{"Name": name, "Unit": unit} for name, unit in metrics],
+                }
+                for dimensions, metrics in shapes
+            ]
+        )
+        if len(_DIRECTIVES) >= _DIRECTIVES_KEPT:  # per-app shapes are many: keep it bounded
+            _DIRECTIVES.clear()
+        _DIRECTIVES[shapes] = text
+    return text
+
+
+def _pieces(groups: list[_Group]) -> list[_Group]:
+    """``groups``, each cut to EMF's limits (100 metrics a directive, 100 values a metric)."""
+    pieces: list[_Group] = []
+    for group in groups:
+        metrics = group.metrics
+        if len(metrics) <= _MAX_METRICS and all(len(values) <= _MAX_VALUES for _, values in metrics.values()):
+            pieces.append(group)
+            continue
+        items = list(metrics.items())
+        for start in range(0, len(items), _MAX_METRICS):
+            chunk = items[start : start + _MAX_METRICS]
+            depth = max(len(values) for _, (_, values) in chunk)
+            for offset in range(0, depth, _MAX_VALUES):
+                cut = {
+                    name: (unit, values[offset : offset + _MAX_VALUES])
+                    for name, (unit, values) in chunk
+                    if values[offset : offset + _MAX_VALUES]
+                }
+                pieces.append(_Group(group.dimensions, cut))
+    return pieces
+
+
+def _fits(keys: dict[str, Any], group: _Group) -> bool:
+    for key, value in group.dimensions:
+        if keys.get(key, value) != value:
+            return False
+    return keys.keys().isdisjoint(group.metrics)
+
+
+def _emf_lines(groups: list[_Group], timestamp: int) -> str:
+    """``groups`` in as few EMF documents as CloudWatch reads correctly (usually one).
+
+    Directives of one document read dimension values and metric values from the same top-level
+    keys, so a group joins a document only when its dimension values agree with those there
+    and none of its metric names is a key there already.
+    """
+    documents: list[tuple[dict[str, Any], list[_Group]]] = []
+    for piece in _pieces(groups):
+        found = next((document for document in documents if _fits(document[0], piece)), None)
+        if found is None:
+            found = ({}, [])
+            documents.append(found)
+        keys, members = found
+        keys.update(piece.dimensions)
+        keys.update((name, values) for name, (_, values) in piece.metrics.items())
+        members.append(piece)
+    return "".join(
+        f'{{"_aws":{{"Timestamp":{timestamp},"CloudWatchMetrics":{_directives(members)}}},'
+        f'{_ENCODER.encode(keys)[1:-1]},"service":{_SERVICE_JSON}}}\n'
+        for keys, members in documents
+    )
+
+
+def _write(text: str) -> None:
+    with _write_lock:  # one write per line or batch of lines: threads never interleave them
+        sys.stdout.write(text)
+
+
+# --- per-point metrics ---------------------------------------------------------------------
 def put_metric(name: str, unit: MetricUnit, value: float, **dimensions: str) -> None:
     """Write one EMF data point with these dimensions (and ``service``) now, as one line.
 
     The document is built here, in the shape powertools' ``SingleMetric`` serialises (the
-    tests parse both alike), rather than through it: the webhook writes one per message, and
-    ``SingleMetric`` — a metric set, its validation, three ``os.getenv`` calls — cost 24 µs of
-    a request whose crypto costs 13 (bench/webhook_roundtrip.py --breakdown); this costs
-    about 5. powertools' ``single_metric`` also prints the line and its newline as two
-    writes, which threads can interleave; this writes each line whole. A dimension with an
-    empty value is left out, as powertools leaves it out (CloudWatch refuses the document).
+    tests parse both alike), rather than through it: ``SingleMetric`` — a metric set, its
+    validation, three ``os.getenv`` calls — cost 24 µs where the crypto of a webhook request
+    costs 13 (bench/webhook_roundtrip.py --breakdown). powertools' ``single_metric`` also
+    prints the line and its newline as two writes, which threads can interleave; this writes
+    each line whole.
     """
-    if is_metrics_disabled():
+    if _metrics_disabled():
         return
     try:
-        if not 1 <= len(name) <= 255:  # CloudWatch's rule for a metric name
-            raise ValueError(f"metric name must be 1 to 255 characters, got {len(name)}")
-        kept = {key: str(dimension) for key, dimension in dimensions.items() if str(dimension).strip()}
-        # EMF's rules, as SingleMetric enforced them: at most 30 dimensions with ``service``,
-        # which is ours to set.
-        if len(kept) > 29 or "service" in kept:
-            raise ValueError("at most 29 dimensions, and none named service")
-        document = {
-            "_aws": {
-                "Timestamp": int(time.time() * 1000),
-                "CloudWatchMetrics": [
-                    {
-                        "Namespace": NAMESPACE,
-                        "Dimensions": [[*kept, "service"]],
-                        "Metrics": [{"Name": name, "Unit": MetricUnit(unit).value}],
-                    }
-                ],
-            },
-            **kept,
-            "service": SERVICE,
-            name: [float(value)],
-        }
-        line = json.dumps(document, separators=(",", ":")) + "\n"
+        _check_name(name)
+        group = _Group(_dimensions(dimensions), {name: (MetricUnit(unit).value, [float(value)])})
+        line = _emf_lines([group], int(time.time() * 1000))
     except Exception as exc:  # a metric never fails the work it measures
         logger.warning("metric dropped", extra={"metric": name, "error": f"{type(exc).__name__}: {exc}"})
         return
-    with _write_lock:
-        sys.stdout.write(line)
+    _write(line)
 
 
 # --- per-invocation metrics ----------------------------------------------------------------
 class _Provider(AmazonCloudWatchEMFProvider):
-    """powertools' EMF provider, plus values gathered under a lock until the next flush.
+    """powertools' EMF provider, flushing what :func:`count` and :func:`record` gathered as one
+    document per invocation.
 
-    powertools' own metric set is not safe to add to from several threads while another
-    flushes it; these values reach it only in the flushing thread.
+    powertools' own metric set holds one dimension set per document (a webhook message's
+    ``MsgType`` would need a line of its own, 24 µs of a request) and is not safe to add to
+    from several threads while another flushes it; these values are kept under a lock and
+    written by the flushing thread. ``ColdStart`` joins the same document instead of a
+    ``single_metric`` line of its own. Metrics added through powertools' API
+    (``metrics.add_metric``) are still flushed by powertools, as a line of their own.
     """
 
     def __init__(self) -> None:
         super().__init__(namespace=NAMESPACE, service=SERVICE)
         self._pending_lock = threading.Lock()
-        self._counts: dict[str, float] = {}
-        self._values: dict[str, tuple[MetricUnit, list[float]]] = {}
+        self._counts: dict[tuple[str, _Dimensions], float] = {}
+        self._values: dict[tuple[str, _Dimensions], tuple[str, list[float]]] = {}
 
-    def count(self, name: str, n: float = 1) -> None:
+    def count(self, name: str, n: float, dimensions: _Dimensions) -> None:
+        key = (name, dimensions)
         with self._pending_lock:
-            self._counts[name] = self._counts.get(name, 0) + n
+            self._counts[key] = self._counts.get(key, 0) + n
 
-    def record(self, name: str, unit: MetricUnit, value: float) -> None:
+    def record(self, name: str, unit: MetricUnit, value: float, dimensions: _Dimensions) -> None:
         with self._pending_lock:
-            self._values.setdefault(name, (unit, []))[1].append(value)
+            self._values.setdefault((name, dimensions), (MetricUnit(unit).value, []))[1].append(value)
+
+    def add_cold_start_metric(self, context: LambdaContext) -> None:
+        """``ColdStart`` by ``function_name``, as powertools writes it, in this invocation's
+        document (``log_metrics`` adds it just before its flush)."""
+        function_name = resolve_cold_start_function_name(function_name=self.function_name, context=context)
+        self.count(COLD_START, 1, (("function_name", function_name),))
 
     def flush_metrics(self, raise_on_empty_metrics: bool = False) -> None:
         with self._pending_lock:
             counts, self._counts = self._counts, {}
             values, self._values = self._values, {}
-        for name, total in counts.items():
-            self.add_metric(name=name, unit=MetricUnit.Count, value=total)
-        for name, (unit, points) in values.items():
-            for value in points:
-                self.add_metric(name=name, unit=unit, value=value)
-        if is_metrics_disabled():
+        if _metrics_disabled():
             self.clear_metrics()  # powertools would keep them, and print them once re-enabled
             return
-        if not self.metric_set and not raise_on_empty_metrics:
-            return  # nothing to say (a URL check, say): no line, and no powertools warning
-        super().flush_metrics(raise_on_empty_metrics=raise_on_empty_metrics)
+        if counts or values:
+            groups: dict[_Dimensions, _Group] = {}
+            for (name, dimensions), total in counts.items():
+                group = groups.get(dimensions) or groups.setdefault(dimensions, _Group(dimensions, {}))
+                group.metrics[name] = ("Count", [float(total)])
+            for (name, dimensions), (unit, points) in values.items():
+                group = groups.get(dimensions) or groups.setdefault(dimensions, _Group(dimensions, {}))
+                group.metrics.setdefault(name, (unit, [float(point) for point in points]))
+            try:
+                text = _emf_lines(list(groups.values()), int(time.time() * 1000))
+            except Exception as exc:  # a metric never fails the work it measures
+                logger.warning("metrics dropped", extra={"error": f"{type(exc).__name__}: {exc}"})
+            else:
+                _write(text)
+        if self.metric_set:  # only from powertools' own add_metric
+            super().flush_metrics(raise_on_empty_metrics=raise_on_empty_metrics)
 
 
 _provider = _Provider()
@@ -199,14 +338,21 @@ def put_app_metric(name: str, unit: MetricUnit, value: float, appid: str) -> Non
         put_metric(name, unit, value, appid=appid)
 
 
-def count(name: str, n: float = 1) -> None:
-    """Add ``n`` to a dimensionless Count, written at the next flush (cheap: no I/O)."""
-    _provider.count(name, n)
+def count(name: str, n: float = 1, **dimensions: str) -> None:
+    """Add ``n`` to a Count, by ``dimensions`` if given, written at the next flush (cheap: no
+    I/O). A bad name or dimension is dropped with a warning, never raised."""
+    try:
+        _check_name(name)
+        key = _dimensions(dimensions) if dimensions else ()
+    except ValueError as exc:
+        logger.warning("metric dropped", extra={"metric": name, "error": str(exc)})
+        return
+    _provider.count(name, n, key)
 
 
 def record(name: str, unit: MetricUnit, value: float) -> None:
     """Keep one dimensionless data point for the next flush."""
-    _provider.record(name, unit, value)
+    _provider.record(name, unit, value, ())
 
 
 # --- tracing -------------------------------------------------------------------------------

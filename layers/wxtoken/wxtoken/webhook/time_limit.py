@@ -61,7 +61,7 @@ def _timer_usable() -> bool:
         _HAS_TIMER
         and threading.current_thread() is threading.main_thread()
         and signal.getsignal(signal.SIGALRM) in (signal.SIG_DFL, _expire)  # nobody else's
-        and signal.SIGALRM not in signal.pthread_sigmask(signal.SIG_BLOCK, [])
+        and signal.SIGALRM not in signal.pthread_sigmask(signal.SIG_BLOCK, ())
         and signal.getitimer(signal.ITIMER_REAL)[0] == 0.0  # nobody else's timer running
     )
 
@@ -75,7 +75,10 @@ def _expire(signum: int, frame: FrameType | None) -> None:
 
 def _call_with_timer[T](seconds: float, work: Callable[[], T]) -> T:
     global _armed
-    signal.signal(signal.SIGALRM, _expire)  # stays installed: harmless while disarmed
+    if signal.getsignal(signal.SIGALRM) is not _expire:
+        # Installed once and left (harmless while disarmed): a sigaction per request cost
+        # 2.7 µs of the 7.6 the timer took (bench/webhook_roundtrip.py --breakdown).
+        signal.signal(signal.SIGALRM, _expire)
     try:
         try:
             _armed = True

@@ -33,7 +33,10 @@ def cdata(text: str) -> str:
     between sections, since a parser turns a literal one into a line feed; characters XML
     1.0 forbids are dropped.
     """
-    text = _ILLEGAL_XML.sub("", text)
+    if not text.isprintable():
+        # str.isprintable() is true of no character XML forbids (controls, surrogates and
+        # U+FFFE/U+FFFF are not printable): the regex runs only when one may be there.
+        text = _ILLEGAL_XML.sub("", text)
     if "]]>" in text:
         text = text.replace("]]>", "]]]]><![CDATA[>")
     if "\r" in text:
