@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
+
+from wxtoken.frozen import Frozen
 
 if TYPE_CHECKING:
     from wxtoken.wechat.messages import Message
@@ -52,9 +53,12 @@ def _element(tag: str, *fields: tuple[str, str]) -> str:
     return f"<{tag}>{_fields(*fields)}</{tag}>"
 
 
-@dataclass(frozen=True, slots=True)
-class Reply(ABC):
-    """A passive reply; :meth:`render` gives WeChat's XML."""
+class Reply(Frozen, ABC):
+    """A passive reply; :meth:`render` gives WeChat's XML.
+
+    Replies are :class:`~wxtoken.frozen.Frozen` value classes (compared and hashed by value),
+    not dataclasses, for the webhook's cold start (see :class:`~wxtoken.wechat.messages.Message`).
+    """
 
     msg_type: ClassVar[str]
 
@@ -71,7 +75,6 @@ class Reply(ABC):
         """The elements after MsgType."""
 
 
-@dataclass(frozen=True, slots=True)
 class TextReply(Reply):
     msg_type: ClassVar[str] = "text"
     content: str
@@ -80,7 +83,6 @@ class TextReply(Reply):
         return _fields(("Content", self.content))
 
 
-@dataclass(frozen=True, slots=True)
 class ImageReply(Reply):
     msg_type: ClassVar[str] = "image"
     media_id: str
@@ -89,7 +91,6 @@ class ImageReply(Reply):
         return _element("Image", ("MediaId", self.media_id))
 
 
-@dataclass(frozen=True, slots=True)
 class VoiceReply(Reply):
     msg_type: ClassVar[str] = "voice"
     media_id: str
@@ -98,7 +99,6 @@ class VoiceReply(Reply):
         return _element("Voice", ("MediaId", self.media_id))
 
 
-@dataclass(frozen=True, slots=True)
 class VideoReply(Reply):
     msg_type: ClassVar[str] = "video"
     media_id: str
@@ -111,7 +111,6 @@ class VideoReply(Reply):
         )
 
 
-@dataclass(frozen=True, slots=True)
 class MusicReply(Reply):
     msg_type: ClassVar[str] = "music"
     title: str = ""
@@ -131,8 +130,7 @@ class MusicReply(Reply):
         )
 
 
-@dataclass(frozen=True, slots=True)
-class Article:
+class Article(Frozen):
     """One item of a :class:`NewsReply`."""
 
     title: str
@@ -150,7 +148,6 @@ class Article:
         )
 
 
-@dataclass(frozen=True, slots=True)
 class NewsReply(Reply):
     """1 to 8 articles; raises ``ValueError`` otherwise."""
 
@@ -168,7 +165,6 @@ class NewsReply(Reply):
         return f"<ArticleCount>{len(self.articles)}</ArticleCount><Articles>{items}</Articles>"
 
 
-@dataclass(frozen=True, slots=True)
 class TransferCustomerServiceReply(Reply):
     """Hands the message to customer service (客服), to ``kf_account`` when given."""
 
