@@ -44,6 +44,7 @@ from wxtoken.errors import (
     WeChatTransportError,
     WxTokenError,
 )
+from wxtoken.frozen import Frozen
 from wxtoken.observability import (
     APPS_SECRET_INVALID,
     MIN_SECONDS_TO_EXPIRY,
@@ -102,8 +103,7 @@ class RefreshReport:
         return {"refreshed": self.refreshed, "skipped": self.skipped, "failed": self.failed}
 
 
-@dataclass(frozen=True, slots=True)
-class _Outcome:
+class _Outcome(Frozen):
     appid: str
     refreshed: bool = False
     skipped_reason: str | None = None

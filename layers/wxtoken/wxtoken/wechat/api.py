@@ -35,13 +35,13 @@ import random
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.metrics import MetricUnit
 
 from wxtoken.deadline import Deadline
 from wxtoken.errors import RetryableWeChatError, WeChatAPIError, WeChatTransportError
+from wxtoken.frozen import Frozen
 from wxtoken.observability import TRANSPORT_ERRCODE, WECHAT_API_ERROR, WECHAT_API_LATENCY, put_metric, tracer
 from wxtoken.wechat.errcodes import error_for
 
@@ -63,8 +63,7 @@ _BACKOFF_BASE = 0.25
 _BACKOFF_CAP = 4.0
 
 
-@dataclass(frozen=True, slots=True)
-class Grant:
+class Grant(Frozen):
     """A credential WeChat handed out: the token or ticket, and its lifetime in seconds.
 
     ``maybe_overtaken``: an earlier attempt of the same call timed out while WeChat may
