@@ -24,19 +24,18 @@ import json
 import re
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 from wxtoken.budget import SECRET
 from wxtoken.errors import ConfigError, MisconfiguredAppError, UnknownAppError
+from wxtoken.frozen import Frozen
 
 _APPID = re.compile(r"^wx[0-9A-Za-z]{8,32}$")
 # WeChat's EncodingAESKey is 43 characters of base64 (a 32-byte key without its '=').
 _AES_KEY = re.compile(r"^[A-Za-z0-9+/]{43}$")
 
 
-@dataclass(frozen=True, slots=True)
-class SecretShape:
+class SecretShape(Frozen):
     """Which secret is parsed: its name in messages, and whether each entry needs an AppSecret."""
 
     name: str
@@ -48,18 +47,18 @@ APPS_SECRET = SecretShape("apps secret", needs_app_secret=True)
 WEBHOOK_SECRET = SecretShape("webhook secret", needs_app_secret=False)
 
 
-@dataclass(frozen=True, slots=True)
-class AppConfig:
+class AppConfig(Frozen):
+    _hidden = frozenset({"app_secret", "token", "encoding_aes_key"})  # secrets: never in a repr
+
     appid: str
     # None only for entries of the webhook secret, which holds no AppSecret.
-    app_secret: str | None = field(repr=False)
-    token: str | None = field(default=None, repr=False)
-    encoding_aes_key: str | None = field(default=None, repr=False)
+    app_secret: str | None
+    token: str | None = None
+    encoding_aes_key: str | None = None
     jsapi_ticket: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class AppProblem:
+class AppProblem(Frozen):
     """An entry of the apps secret that cannot be used, and why.
 
     ``ref`` is the appid, or ``entry #N`` when the key is not an appid: a key that is not an
@@ -70,8 +69,7 @@ class AppProblem:
     message: str
 
 
-@dataclass(frozen=True, slots=True)
-class ParsedApps:
+class ParsedApps(Frozen):
     """The usable apps of the secret, and the entries that are not (each on its own)."""
 
     apps: dict[str, AppConfig]

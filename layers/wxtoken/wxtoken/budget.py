@@ -49,8 +49,9 @@ attempts: minutes, far past the Lambda's Timeout.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
+
+from wxtoken.frozen import Frozen
 
 if TYPE_CHECKING:
     from botocore.config import Config
@@ -63,8 +64,7 @@ WECHAT_ANSWER_SECONDS = 5.0
 _TRANSIENT_BACKOFF_BASE = 0.05
 
 
-@dataclass(frozen=True, slots=True)
-class CallBudget:
+class CallBudget(Frozen):
     """Timeouts and attempts of one kind of call; ``attempts`` counts the first call."""
 
     connect_timeout: float

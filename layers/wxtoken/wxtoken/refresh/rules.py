@@ -8,11 +8,11 @@ pin them with tables of cases (``tests/unit/test_refresh_decisions.py``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from enum import StrEnum
 
 from wxtoken.errors import ForceRefreshRefusedError
+from wxtoken.frozen import Frozen
 from wxtoken.store.base import Credential, ForceQuota, MintIntent
 
 # WeChat's limits on stable_token force_refresh (getStableAccessToken: 每天限用20次, 间隔至少30s).
@@ -31,20 +31,20 @@ class Trigger(StrEnum):
     COMPARE = "compare"
 
 
-@dataclass(frozen=True, slots=True)
-class RefreshRequest:
+class RefreshRequest(Frozen):
     """One request to refresh: its trigger, when it was made (a scheduled run's fire time
     survives Lambda's retries), the apps it names (``None``: every app) and, for a
     compare-and-refresh, the token a reader saw rejected."""
 
+    _hidden = frozenset({"invalid_token"})
+
     trigger: Trigger
     requested_at: float
     appids: tuple[str, ...] | None = None  # None: every app in the secret
-    invalid_token: str | None = field(default=None, repr=False)
+    invalid_token: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class TokenState:
+class TokenState(Frozen):
     """What the store holds for one app's token, as the refresher decides on it.
 
     ``raw`` is the record exactly as stored (what the write compares against); ``damaged``
@@ -52,12 +52,14 @@ class TokenState:
     newer token (so WeChat retires the stored one within 5 minutes) never stored its answer.
     """
 
-    raw: str | None = field(repr=False)
+    _hidden = frozenset({"raw", "intent_raw"})
+
+    raw: str | None
     credential: Credential | None
     damaged: bool = False
     suspect: bool = False
     intent: MintIntent | None = None
-    intent_raw: str | None = field(default=None, repr=False)
+    intent_raw: str | None = None
 
 
 def reason_to_refresh(

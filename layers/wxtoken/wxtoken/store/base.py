@@ -12,11 +12,11 @@ import json
 import math
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, ClassVar, Protocol, Self
 
 from wxtoken.errors import DamagedRecordError
+from wxtoken.frozen import Frozen
 
 
 class RecordName(StrEnum):
@@ -34,8 +34,7 @@ class RecordName(StrEnum):
 PLAUSIBLE_AHEAD_SECONDS = 86400 + 7200
 
 
-@dataclass(frozen=True, slots=True)
-class Credential:
+class Credential(Frozen):
     """An access token or a jsapi ticket, as stored.
 
     ``expires_at`` is whole unix seconds; ``fetched_at`` keeps milliseconds so that two
@@ -120,8 +119,7 @@ class _FlatRecord:
         return _parsed(cls._WHAT, lambda: cls(**{name: read(record[name]) for name, read in fields.items()}))
 
 
-@dataclass(frozen=True, slots=True)
-class MintIntent(_FlatRecord):
+class MintIntent(Frozen, _FlatRecord):
     """Written (under the lease) just before a call that may retire the stored token.
 
     WeChat retires the stored token 5 minutes after any new one is minted, and a mint whose
@@ -149,8 +147,7 @@ class MintIntent(_FlatRecord):
         return not self.settled and (stored is None or stored.fetched_at <= self.asked_at)
 
 
-@dataclass(frozen=True, slots=True)
-class ForceQuota(_FlatRecord):
+class ForceQuota(Frozen, _FlatRecord):
     """How many forced refreshes this app used on ``day`` (WeChat's day, UTC+8)."""
 
     _WHAT: ClassVar[str] = "force-refresh quota"
@@ -183,8 +180,7 @@ def decode(raw: str | bytes, what: str) -> dict[str, Any]:
     return value
 
 
-@dataclass(frozen=True, slots=True)
-class DedupBackend:
+class DedupBackend(Frozen):
     """Where a store keeps the webhook's dedup records: a powertools Idempotency persistence
     layer on the store's own connection, and the prefix its keys must carry (an ACL may allow
     the webhook to write those keys and no others)."""

@@ -22,7 +22,6 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass
 from datetime import datetime
 from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, Self
@@ -31,6 +30,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from wxtoken.budget import TOKEN_STORE
 from wxtoken.errors import LeaseBusyError, StoreError
+from wxtoken.frozen import Frozen
 from wxtoken.store.base import RecordName, decode, encode
 
 if TYPE_CHECKING:
@@ -61,8 +61,7 @@ def _fetched_at(record: Any) -> float:
     return value
 
 
-@dataclass(frozen=True, slots=True)
-class _Lease:
+class _Lease(Frozen):
     owner: str
     expired: bool
 

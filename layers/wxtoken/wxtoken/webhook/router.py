@@ -34,7 +34,7 @@ from wxtoken.wechat.messages import Event, Message
 from wxtoken.wechat.replies import Reply
 
 MessageHandler = Callable[[Any], Reply | None]
-"""``handler(message)``: the message's own dataclass (``TextMessage``, ``SubscribeEvent``, …)."""
+"""``handler(message)``: the message's own class (``TextMessage``, ``SubscribeEvent``, …)."""
 ContextHandler = Callable[[Any, HandlerContext], Reply | None]
 """``handler(message, context)``."""
 Handler = MessageHandler | ContextHandler

@@ -21,25 +21,32 @@ written here (exponential backoff with full jitter) and the adapter's own retrie
 Secrets: the classic token URL carries the AppSecret in its query string, and requests'
 exceptions quote the URL. No exception text from requests is ever passed on; errors are
 built from the path alone and raised ``from None`` so no traceback chains the original.
+
+requests is imported on the first call, not with this module: the refresher builds a
+``WeChatAPI`` on every cold start, and most guard runs (a fresh token, no probe due) never
+call WeChat. Importing requests there cost 31-41 ms of a cold start beside an already
+imported boto3 (its charset detection, cookie jar and adapters; urllib3 is boto3's anyway),
+about 14% of ``import boto3`` plus one secret read (bench/cold_import.py).
 """
 
 from __future__ import annotations
 
 import random
+import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import requests
 from aws_lambda_powertools.metrics import MetricUnit
-from requests.adapters import HTTPAdapter
-from urllib3.exceptions import NewConnectionError
 
 from wxtoken.deadline import Deadline
 from wxtoken.errors import RetryableWeChatError, WeChatAPIError, WeChatTransportError
+from wxtoken.frozen import Frozen
 from wxtoken.observability import TRANSPORT_ERRCODE, WECHAT_API_ERROR, WECHAT_API_LATENCY, put_metric, tracer
 from wxtoken.wechat.errcodes import error_for
+
+if TYPE_CHECKING:
+    import requests
 
 TOKEN_PATH = "/cgi-bin/token"
 STABLE_TOKEN_PATH = "/cgi-bin/stable_token"
@@ -56,8 +63,7 @@ _BACKOFF_BASE = 0.25
 _BACKOFF_CAP = 4.0
 
 
-@dataclass(frozen=True, slots=True)
-class Grant:
+class Grant(Frozen):
     """A credential WeChat handed out: the token or ticket, and its lifetime in seconds.
 
     ``maybe_overtaken``: an earlier attempt of the same call timed out while WeChat may
@@ -91,7 +97,9 @@ class WeChatAPI:
         proxy: str | None = None,
     ) -> None:
         self.base_url = base_url.rstrip("/")
-        self._session = session or _new_session()
+        # Made on the first call (the module docstring says why); app threads share it.
+        self._session = session
+        self._session_lock = threading.Lock()
         # WeChat's calls only (boto3 never sees it): the proxy's address is the one on WeChat's
         # IP allow-list. Passed with each request, so it wins over HTTPS_PROXY from the
         # environment (requests merges those over a session's own proxies). Its URL may carry
@@ -237,6 +245,13 @@ class WeChatAPI:
         last.processed_earlier = processed_earlier
         raise last from None
 
+    def _http(self) -> requests.Session:
+        session = self._session
+        if session is None:
+            with self._session_lock:
+                session = self._session = self._session or _new_session()
+        return session
+
     def _once(
         self,
         endpoint: str,
@@ -248,10 +263,13 @@ class WeChatAPI:
         timeout: tuple[float, float],
     ) -> dict[str, Any]:
         """One HTTP attempt, its round trip reported (``WeChatApiLatency``) answered or not."""
+        import requests  # once imported, a dict lookup
+
+        session = self._http()
         started = time.perf_counter()
         try:
             try:
-                response = self._session.request(
+                response = session.request(
                     method, url, params=params, json=json, timeout=timeout, proxies=self._proxies
                 )
             except requests.ConnectTimeout:
@@ -302,6 +320,8 @@ def _grant(payload: dict[str, Any], field: str, path: str) -> Grant:
 
 def _never_connected(exc: requests.ConnectionError) -> bool:
     """Whether the connection failed before any byte of the request was sent."""
+    from urllib3.exceptions import NewConnectionError
+
     reason = getattr(exc.args[0], "reason", None) if exc.args else None
     return isinstance(reason, NewConnectionError)
 
@@ -317,6 +337,9 @@ def _as_int(errcode: object) -> int:
 
 
 def _new_session() -> requests.Session:
+    import requests
+    from requests.adapters import HTTPAdapter
+
     session = requests.Session()
     # Retries are the loop above; the adapter only pools connections (keep-alive across
     # warm invocations saves a TLS handshake per call).
