@@ -15,6 +15,8 @@ from typing import Final, Literal
 _BEIJING_OFFSET: Final = 8 * 3600
 
 TokenState = Literal["valid", "expired", "invalid"]
+# What a request body was: absent/empty, a JSON object, or unreadable / not a JSON object.
+BodyState = Literal["missing", "json", "bad"]
 
 
 @dataclass(slots=True)

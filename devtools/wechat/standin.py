@@ -13,7 +13,11 @@ Endpoints (in brackets, the name :meth:`WeChatStandIn.fail_next` and ``fail_alwa
   Normal mode hands back the current token until its last 5 minutes; ``force_refresh``
   issues a new one and kills the previous (20 a day, at least 30 s apart).
 - ``GET /cgi-bin/ticket/getticket`` [``getticket``]: a JS-SDK ticket for a valid token.
-- any other WeChat path [``api``]: a generic authenticated API (40001 / 42001 / 41001).
+- the Open Platform's ``POST /cgi-bin/component/...`` endpoints [``component_token``,
+  ``authorizer_token``, ``query_auth``, ...]: verify tickets, component and authorizer
+  tokens; see :mod:`devtools.wechat.component`, reached as ``standin.open_platform``.
+- any other WeChat path [``api``]: a generic authenticated API (40001 / 42001 / 41001) that
+  also accepts an Open Platform authorizer's access token.
 
 Faults: ``Delay`` (slow WeChat: the answer may be lost to a client timeout, but the token is
 minted all the same, so a timed-out ``/cgi-bin/token`` call can still rotate the token),
@@ -55,7 +59,17 @@ from types import TracebackType
 from typing import Any, Final, Literal
 from urllib.parse import parse_qs, urlsplit
 
+from devtools.wechat.component import (
+    COMPONENT_ENDPOINTS,
+    COMPONENT_PATHS,
+    SECRET_FIELDS,
+    ComponentEndpoint,
+    OpenPlatform,
+    call_appid,
+    is_component_endpoint,
+)
 from devtools.wechat.credentials import (
+    BodyState,
     IssuedToken,
     TokenState,
     WeChatError,
@@ -73,15 +87,17 @@ FORCE_REFRESH_DAILY_LIMIT: Final = 20
 FORCE_REFRESH_MIN_INTERVAL: Final = 30
 TICKET_TTL: Final = 7200
 
-Endpoint = Literal["token", "stable_token", "getticket", "api"]
-ENDPOINTS: Final[tuple[Endpoint, ...]] = ("token", "stable_token", "getticket", "api")
+Endpoint = Literal["token", "stable_token", "getticket", "api"] | ComponentEndpoint
+ENDPOINTS: Final[tuple[Endpoint, ...]] = ("token", "stable_token", "getticket", "api", *COMPONENT_ENDPOINTS)
 TOKEN_ENDPOINTS: Final = frozenset({"token", "stable_token"})
 REDACTED: Final = "***"
+_SECRET_FIELDS: Final = frozenset({"secret", "appsecret", *SECRET_FIELDS})
 
 _PATHS: Final[dict[str, Endpoint]] = {
     "/cgi-bin/token": "token",
     "/cgi-bin/stable_token": "stable_token",
     "/cgi-bin/ticket/getticket": "getticket",
+    **COMPONENT_PATHS,
 }
 # Paths the generic authenticated API answers; anything else gets 40066 "invalid url".
 API_PREFIXES: Final = (
@@ -118,6 +134,15 @@ ERRMSGS: Final[dict[int, str]] = {
     45009: "reach max api daily quota limit",
     45011: "api minute-quota reach limit  mustslower  retry next minute",
     47001: "data format error",
+    48006: "forbid to clear quota because of reaching the limit",
+    61003: "component is not authorized by this account",
+    61005: "component ticket is expired",
+    61006: "component ticket is invalid",
+    61009: "code is invalid",
+    61010: "code is expired",
+    61011: "invalid component",
+    61023: "refresh_token is invalid",
+    40170: "args count exceed count limit",
     89503: "此次调用需要管理员确认,请耐心等候",
 }
 
@@ -218,10 +243,6 @@ class Call:
     done: bool = False
 
 
-# What the request body was: absent/empty, a JSON object, or unreadable / not a JSON object.
-BodyState = Literal["missing", "json", "bad"]
-
-
 @dataclass(slots=True)
 class _Ticket:
     value: str
@@ -270,6 +291,9 @@ class WeChatStandIn:
         self._calls: list[Call] = []
         self._errors: list[str] = []
         self._issued: list[str] = []
+        # Tickets of accounts that are not apps here (authorizers of an Open Platform component).
+        self._other_tickets: dict[str, dict[str, _Ticket]] = {}
+        self.open_platform = OpenPlatform(lambda: self.clock(), self._lock, self._index, self._issued)
         self._stopping = threading.Event()
         self._httpd: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -366,8 +390,10 @@ class WeChatStandIn:
     def fail_next(self, endpoint: str, fault: Fault, times: int = 1, *, appid: str | None = None) -> None:
         """The next ``times`` requests to ``endpoint`` (for ``appid`` only, if given) get ``fault``.
 
-        ``endpoint`` is ``"token"``, ``"stable_token"``, ``"getticket"`` or ``"api"`` (every
-        other path). Queued faults are used in order and win over :meth:`fail_always`.
+        ``endpoint`` is ``"token"``, ``"stable_token"``, ``"getticket"``, an Open Platform
+        endpoint (``COMPONENT_ENDPOINTS``; ``appid`` there is the authorizer's when the request
+        names one, else the component's) or ``"api"`` (every other path). Queued faults are
+        used in order and win over :meth:`fail_always`.
         """
         self._check_endpoint(endpoint)
         if not isinstance(fault, Fault):
@@ -492,10 +518,12 @@ class WeChatStandIn:
     def _record(self, endpoint: Endpoint, method: str, path: str, params: dict[str, Any]) -> Call:
         with self._lock:
             appid = params.get("appid") if endpoint in TOKEN_ENDPOINTS else None
+            if endpoint in COMPONENT_ENDPOINTS:
+                appid = call_appid(params)
             if appid is None and isinstance(params.get("access_token"), str):
                 owner = self._index.get(params["access_token"])
                 appid = owner.appid if owner else None
-            redacted = {k: (REDACTED if k in ("secret", "appsecret") else v) for k, v in params.items()}
+            redacted = {k: (REDACTED if k in _SECRET_FIELDS else v) for k, v in params.items()}
             call = Call(
                 endpoint=endpoint,
                 method=method,
@@ -530,6 +558,8 @@ class WeChatStandIn:
                     return self._answer_stable_token(method, params, body)
                 if endpoint == "getticket":
                     return self._answer_getticket(params)
+                if is_component_endpoint(endpoint):
+                    return self.open_platform.answer(endpoint, method, params, body)
                 return self._answer_api(method, path, params, body)
             except WeChatError as answer:
                 return self.error_body(answer.errcode)
@@ -602,12 +632,13 @@ class WeChatStandIn:
         if kind not in TICKET_TYPES:
             raise WeChatError(40097)
         now = self.clock()
-        app = self._apps[token.appid]
-        ticket = app.tickets.get(kind)
+        app = self._apps.get(token.appid)
+        tickets = app.tickets if app is not None else self._other_tickets.setdefault(token.appid, {})
+        ticket = tickets.get(kind)
         if ticket is None or ticket.expires_at - now <= OVERLAP_SECONDS:
             ticket = _Ticket(secrets.token_urlsafe(64), now + TICKET_TTL)
             self._issued.append(ticket.value)
-            app.tickets[kind] = ticket
+            tickets[kind] = ticket
         return {
             "errcode": 0,
             "errmsg": "ok",
@@ -622,7 +653,10 @@ class WeChatStandIn:
         if body == "bad":
             raise WeChatError(47001)
         if path == "/cgi-bin/clear_quota" and method == "POST":
+            # "如果是第三方服务商代公众号或者小程序清除quota,则需要用authorizer_access_token"
+            # (clearQuota): an authorizer's token clears that account's quota.
             self.reset_quota(token.appid)
+            self.open_platform.reset_quota(token.appid)
         answer: dict[str, Any] = {"errcode": 0, "errmsg": "ok"}
         if path == "/cgi-bin/get_api_domain_ip":
             answer["ip_list"] = ["101.226.103.0/25", "101.226.233.128/25", "58.247.206.128/25"]
