@@ -54,6 +54,36 @@ class WeChatPlayer:
         )
         return query, body
 
+    def component_push(
+        self, xml: str, *, timestamp: int | None = None, nonce: str | None = None
+    ) -> tuple[dict[str, str], str]:
+        """(query, body) of what WeChat POSTs to a third-party platform's 授权事件接收URL.
+
+        Such pushes are always encrypted with the platform's Token and EncodingAESKey, the
+        platform's appid (``self.appid``) closing the plaintext, and the body names that appid
+        beside ``Encrypt``
+        (https://developers.weixin.qq.com/doc/oplatform/Third-party_Platforms/2.0/api/Before_Develop/component_verify_ticket.html).
+        """
+        if not self.encoding_aes_key:
+            raise ValueError("a component push needs encoding_aes_key")
+        query = self.query(timestamp=timestamp, nonce=nonce)
+        encrypt = MessageCrypto(self.encoding_aes_key, self.appid).encrypt(xml)
+        query = {
+            **query,
+            "encrypt_type": "aes",
+            "msg_signature": sha1_signature(self.token, query["timestamp"], query["nonce"], encrypt),
+        }
+        body = f"<xml><AppId><![CDATA[{self.appid}]]></AppId><Encrypt><![CDATA[{encrypt}]]></Encrypt></xml>"
+        return query, body
+
+    def decrypt_push(self, body: str) -> str:
+        """The plaintext XML of a component push body (checks nothing: a test's own push)."""
+        from wxtoken.wechat.messages import parse_xml
+
+        if not self.encoding_aes_key:
+            raise ValueError("a component push needs encoding_aes_key")
+        return MessageCrypto(self.encoding_aes_key, self.appid).decrypt(parse_xml(body)["Encrypt"])
+
     def decrypt_reply(self, body: str) -> str:
         """The plaintext XML of a safe-mode reply (``success`` passes through)."""
         from wxtoken.wechat.messages import parse_xml

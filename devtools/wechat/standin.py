@@ -13,7 +13,11 @@ Endpoints (in brackets, the name :meth:`WeChatStandIn.fail_next` and ``fail_alwa
   Normal mode hands back the current token until its last 5 minutes; ``force_refresh``
   issues a new one and kills the previous (20 a day, at least 30 s apart).
 - ``GET /cgi-bin/ticket/getticket`` [``getticket``]: a JS-SDK ticket for a valid token.
-- any other WeChat path [``api``]: a generic authenticated API (40001 / 42001 / 41001).
+- the Open Platform's ``POST /cgi-bin/component/...`` endpoints [``component_token``,
+  ``authorizer_token``, ``query_auth``, ...]: verify tickets, component and authorizer
+  tokens; see :mod:`devtools.wechat.component`, reached as ``standin.open_platform``.
+- any other WeChat path [``api``]: a generic authenticated API (40001 / 42001 / 41001) that
+  also accepts an Open Platform authorizer's access token.
 
 Faults: ``Delay`` (slow WeChat: the answer may be lost to a client timeout, but the token is
 minted all the same, so a timed-out ``/cgi-bin/token`` call can still rotate the token),
@@ -39,7 +43,6 @@ import contextlib
 import http
 import http.server
 import json
-import math
 import re
 import secrets
 import selectors
@@ -56,6 +59,24 @@ from types import TracebackType
 from typing import Any, Final, Literal
 from urllib.parse import parse_qs, urlsplit
 
+from devtools.wechat.component import (
+    COMPONENT_ENDPOINTS,
+    COMPONENT_PATHS,
+    SECRET_FIELDS,
+    ComponentEndpoint,
+    OpenPlatform,
+    call_appid,
+    is_component_endpoint,
+)
+from devtools.wechat.credentials import (
+    BodyState,
+    IssuedToken,
+    TokenState,
+    WeChatError,
+    beijing_day,
+    retire_previous,
+)
+
 # --- WeChat's rules, as documented (developers.weixin.qq.com, getAccessToken,
 # getStableAccessToken, getTicket). Each is cited where it is applied.
 TOKEN_TTL: Final = 7200
@@ -65,18 +86,18 @@ STABLE_TOKEN_DAILY_QUOTA: Final = 500_000
 FORCE_REFRESH_DAILY_LIMIT: Final = 20
 FORCE_REFRESH_MIN_INTERVAL: Final = 30
 TICKET_TTL: Final = 7200
-# WeChat's quotas reset at midnight Beijing time (UTC+8).
-_BEIJING_OFFSET: Final = 8 * 3600
 
-Endpoint = Literal["token", "stable_token", "getticket", "api"]
-ENDPOINTS: Final[tuple[Endpoint, ...]] = ("token", "stable_token", "getticket", "api")
+Endpoint = Literal["token", "stable_token", "getticket", "api"] | ComponentEndpoint
+ENDPOINTS: Final[tuple[Endpoint, ...]] = ("token", "stable_token", "getticket", "api", *COMPONENT_ENDPOINTS)
 TOKEN_ENDPOINTS: Final = frozenset({"token", "stable_token"})
 REDACTED: Final = "***"
+_SECRET_FIELDS: Final = frozenset({"secret", "appsecret", *SECRET_FIELDS})
 
 _PATHS: Final[dict[str, Endpoint]] = {
     "/cgi-bin/token": "token",
     "/cgi-bin/stable_token": "stable_token",
     "/cgi-bin/ticket/getticket": "getticket",
+    **COMPONENT_PATHS,
 }
 # Paths the generic authenticated API answers; anything else gets 40066 "invalid url".
 API_PREFIXES: Final = (
@@ -113,6 +134,15 @@ ERRMSGS: Final[dict[int, str]] = {
     45009: "reach max api daily quota limit",
     45011: "api minute-quota reach limit  mustslower  retry next minute",
     47001: "data format error",
+    48006: "forbid to clear quota because of reaching the limit",
+    61003: "component is not authorized by this account",
+    61005: "component ticket is expired",
+    61006: "component ticket is invalid",
+    61009: "code is invalid",
+    61010: "code is expired",
+    61011: "invalid component",
+    61023: "refresh_token is invalid",
+    40170: "args count exceed count limit",
     89503: "此次调用需要管理员确认,请耐心等候",
 }
 
@@ -213,30 +243,6 @@ class Call:
     done: bool = False
 
 
-TokenState = Literal["valid", "expired", "invalid"]
-# What the request body was: absent/empty, a JSON object, or unreadable / not a JSON object.
-BodyState = Literal["missing", "json", "bad"]
-
-
-@dataclass(slots=True)
-class _Token:
-    value: str
-    appid: str
-    api: Endpoint
-    seq: int
-    issued_at: float
-    expires_at: float
-    # When it stopped being accepted because a newer token replaced it (40001 from then on).
-    dies_at: float = math.inf
-
-    def state(self, now: float) -> TokenState:
-        if self.dies_at < self.expires_at and now >= self.dies_at:
-            return "invalid"
-        if now >= self.expires_at:
-            return "expired"
-        return "valid"
-
-
 @dataclass(slots=True)
 class _Ticket:
     value: str
@@ -246,19 +252,11 @@ class _Ticket:
 @dataclass(slots=True)
 class _App:
     secret: str
-    tokens: dict[str, list[_Token]] = field(default_factory=lambda: {"token": [], "stable_token": []})
+    tokens: dict[str, list[IssuedToken]] = field(default_factory=lambda: {"token": [], "stable_token": []})
     tickets: dict[str, _Ticket] = field(default_factory=dict)
     used: dict[tuple[str, int], int] = field(default_factory=dict)  # (endpoint, day) -> calls
     forced: dict[int, int] = field(default_factory=dict)  # day -> force refreshes
     last_forced_at: float | None = None
-
-
-class _Answer(Exception):
-    """Raised inside request handling to answer a WeChat error at once."""
-
-    def __init__(self, errcode: int) -> None:
-        super().__init__(errcode)
-        self.errcode = errcode
 
 
 class WeChatStandIn:
@@ -285,7 +283,7 @@ class WeChatStandIn:
         self.force_refresh_min_interval = FORCE_REFRESH_MIN_INTERVAL
         self._lock = threading.RLock()
         self._apps: dict[str, _App] = {}
-        self._index: dict[str, _Token] = {}
+        self._index: dict[str, IssuedToken] = {}
         self._seq = 0
         self._quota: dict[str, int] = {"token": TOKEN_DAILY_QUOTA, "stable_token": STABLE_TOKEN_DAILY_QUOTA}
         self._next: dict[str, deque[tuple[str | None, Fault]]] = {e: deque() for e in ENDPOINTS}
@@ -293,6 +291,9 @@ class WeChatStandIn:
         self._calls: list[Call] = []
         self._errors: list[str] = []
         self._issued: list[str] = []
+        # Tickets of accounts that are not apps here (authorizers of an Open Platform component).
+        self._other_tickets: dict[str, dict[str, _Ticket]] = {}
+        self.open_platform = OpenPlatform(lambda: self.clock(), self._lock, self._index, self._issued)
         self._stopping = threading.Event()
         self._httpd: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -378,19 +379,21 @@ class WeChatStandIn:
     def quota_used(self, appid: str, endpoint: Literal["token", "stable_token"] = "token") -> int:
         """Successful calls today (Beijing time) that count against the daily quota."""
         with self._lock:
-            return self._apps[appid].used.get((endpoint, _day(self.clock())), 0)
+            return self._apps[appid].used.get((endpoint, beijing_day(self.clock())), 0)
 
     def force_refreshes_today(self, appid: str) -> int:
         with self._lock:
-            return self._apps[appid].forced.get(_day(self.clock()), 0)
+            return self._apps[appid].forced.get(beijing_day(self.clock()), 0)
 
     # --- faults
 
     def fail_next(self, endpoint: str, fault: Fault, times: int = 1, *, appid: str | None = None) -> None:
         """The next ``times`` requests to ``endpoint`` (for ``appid`` only, if given) get ``fault``.
 
-        ``endpoint`` is ``"token"``, ``"stable_token"``, ``"getticket"`` or ``"api"`` (every
-        other path). Queued faults are used in order and win over :meth:`fail_always`.
+        ``endpoint`` is ``"token"``, ``"stable_token"``, ``"getticket"``, an Open Platform
+        endpoint (``COMPONENT_ENDPOINTS``; ``appid`` there is the authorizer's when the request
+        names one, else the component's) or ``"api"`` (every other path). Queued faults are
+        used in order and win over :meth:`fail_always`.
         """
         self._check_endpoint(endpoint)
         if not isinstance(fault, Fault):
@@ -515,10 +518,12 @@ class WeChatStandIn:
     def _record(self, endpoint: Endpoint, method: str, path: str, params: dict[str, Any]) -> Call:
         with self._lock:
             appid = params.get("appid") if endpoint in TOKEN_ENDPOINTS else None
+            if endpoint in COMPONENT_ENDPOINTS:
+                appid = call_appid(params)
             if appid is None and isinstance(params.get("access_token"), str):
                 owner = self._index.get(params["access_token"])
                 appid = owner.appid if owner else None
-            redacted = {k: (REDACTED if k in ("secret", "appsecret") else v) for k, v in params.items()}
+            redacted = {k: (REDACTED if k in _SECRET_FIELDS else v) for k, v in params.items()}
             call = Call(
                 endpoint=endpoint,
                 method=method,
@@ -553,8 +558,10 @@ class WeChatStandIn:
                     return self._answer_stable_token(method, params, body)
                 if endpoint == "getticket":
                     return self._answer_getticket(params)
+                if is_component_endpoint(endpoint):
+                    return self.open_platform.answer(endpoint, method, params, body)
                 return self._answer_api(method, path, params, body)
-            except _Answer as answer:
+            except WeChatError as answer:
                 return self.error_body(answer.errcode)
 
     def error_body(self, errcode: int, errmsg: str | None = None) -> dict[str, Any]:
@@ -570,25 +577,21 @@ class WeChatStandIn:
         # getAccessToken: "重复获取将导致上次获取的access_token失效" and "公众平台后台会保证在
         # 5分钟内,新老access_token都可用": each call mints a new token, the previous one keeps
         # working for 5 minutes, anything older stops at once.
-        tokens = app.tokens["token"]
-        for older in tokens[:-1]:
-            older.dies_at = min(older.dies_at, now)
-        if tokens:
-            tokens[-1].dies_at = min(tokens[-1].dies_at, now + OVERLAP_SECONDS)
+        retire_previous(app.tokens["token"], now, OVERLAP_SECONDS)
         token = self._issue(params["appid"], "token", now)
         return {"access_token": token.value, "expires_in": TOKEN_TTL}
 
     def _answer_stable_token(self, method: str, params: dict[str, Any], body: BodyState) -> dict[str, Any]:
         # getStableAccessToken: "该接口仅支持 POST JSON 形式的调用".
         if method != "POST":
-            raise _Answer(43002)
+            raise WeChatError(43002)
         if body == "missing":
-            raise _Answer(44002)
+            raise WeChatError(44002)
         if body == "bad":
-            raise _Answer(47001)
+            raise WeChatError(47001)
         force = params.get("force_refresh", False)
         if not isinstance(force, bool):
-            raise _Answer(47001)
+            raise WeChatError(47001)
         app = self._authenticate(params)
         appid = params["appid"]
         now = self.clock()
@@ -598,9 +601,9 @@ class WeChatStandIn:
             # "该模式限制每天20次。考虑到数据安全,连续使用该模式时,请保证调用时间隔至少为30s,
             # 否则不会刷新": 20 forced refreshes a day, and one within 30 s of the last
             # changes nothing (the current token comes back).
-            day = _day(now)
+            day = beijing_day(now)
             if app.forced.get(day, 0) >= self.force_refresh_daily_limit:
-                raise _Answer(45009)
+                raise WeChatError(45009)
             recent = (
                 app.last_forced_at is not None and now - app.last_forced_at < self.force_refresh_min_interval
             )
@@ -627,14 +630,15 @@ class WeChatStandIn:
         token = self._check_access_token(params)
         kind = params.get("type")
         if kind not in TICKET_TYPES:
-            raise _Answer(40097)
+            raise WeChatError(40097)
         now = self.clock()
-        app = self._apps[token.appid]
-        ticket = app.tickets.get(kind)
+        app = self._apps.get(token.appid)
+        tickets = app.tickets if app is not None else self._other_tickets.setdefault(token.appid, {})
+        ticket = tickets.get(kind)
         if ticket is None or ticket.expires_at - now <= OVERLAP_SECONDS:
             ticket = _Ticket(secrets.token_urlsafe(64), now + TICKET_TTL)
             self._issued.append(ticket.value)
-            app.tickets[kind] = ticket
+            tickets[kind] = ticket
         return {
             "errcode": 0,
             "errmsg": "ok",
@@ -644,12 +648,15 @@ class WeChatStandIn:
 
     def _answer_api(self, method: str, path: str, params: dict[str, Any], body: BodyState) -> dict[str, Any]:
         if not path.startswith(API_PREFIXES):
-            raise _Answer(40066)
+            raise WeChatError(40066)
         token = self._check_access_token(params)
         if body == "bad":
-            raise _Answer(47001)
+            raise WeChatError(47001)
         if path == "/cgi-bin/clear_quota" and method == "POST":
+            # "如果是第三方服务商代公众号或者小程序清除quota,则需要用authorizer_access_token"
+            # (clearQuota): an authorizer's token clears that account's quota.
             self.reset_quota(token.appid)
+            self.open_platform.reset_quota(token.appid)
         answer: dict[str, Any] = {"errcode": 0, "errmsg": "ok"}
         if path == "/cgi-bin/get_api_domain_ip":
             answer["ip_list"] = ["101.226.103.0/25", "101.226.233.128/25", "58.247.206.128/25"]
@@ -657,41 +664,41 @@ class WeChatStandIn:
 
     def _authenticate(self, params: dict[str, Any]) -> _App:
         if params.get("grant_type") != "client_credential":
-            raise _Answer(40002)
+            raise WeChatError(40002)
         appid, secret = params.get("appid"), params.get("secret")
         if not isinstance(appid, str) or not appid:
-            raise _Answer(41002)
+            raise WeChatError(41002)
         if not isinstance(secret, str) or not secret:
-            raise _Answer(41004)
+            raise WeChatError(41004)
         app = self._apps.get(appid)
         if app is None:
-            raise _Answer(40013)
+            raise WeChatError(40013)
         if not secrets.compare_digest(secret.encode(), app.secret.encode()):
-            raise _Answer(40125)
+            raise WeChatError(40125)
         return app
 
-    def _check_access_token(self, params: dict[str, Any]) -> _Token:
+    def _check_access_token(self, params: dict[str, Any]) -> IssuedToken:
         value = params.get("access_token")
         if not isinstance(value, str) or not value:
-            raise _Answer(41001)
+            raise WeChatError(41001)
         token = self._index.get(value)
         state = token.state(self.clock()) if token else "invalid"
         if token is None or state == "invalid":
-            raise _Answer(40001)
+            raise WeChatError(40001)
         if state == "expired":
-            raise _Answer(42001)
+            raise WeChatError(42001)
         return token
 
     def _count_quota(self, app: _App, endpoint: str, now: float) -> None:
-        key = (endpoint, _day(now))
+        key = (endpoint, beijing_day(now))
         if app.used.get(key, 0) >= self._quota[endpoint]:
-            raise _Answer(45009)
+            raise WeChatError(45009)
         app.used[key] = app.used.get(key, 0) + 1
 
-    def _issue(self, appid: str, api: Endpoint, now: float) -> _Token:
+    def _issue(self, appid: str, api: Endpoint, now: float) -> IssuedToken:
         self._seq += 1
         # Real tokens are ~136 characters of [A-Za-z0-9_-]; 102 random bytes make 136.
-        token = _Token(secrets.token_urlsafe(102), appid, api, self._seq, now, now + TOKEN_TTL)
+        token = IssuedToken(secrets.token_urlsafe(102), appid, api, self._seq, now, now + TOKEN_TTL)
         tokens = self._apps[appid].tokens[api]
         # A token answering 40001 for good is indistinguishable from an unknown one: drop it.
         for dead in [t for t in tokens if t.state(now) == "invalid"]:
@@ -948,11 +955,6 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 def _shutdown(connection: socket.socket) -> None:
     with contextlib.suppress(OSError):
         connection.shutdown(socket.SHUT_RDWR)
-
-
-def _day(now: float) -> int:
-    """The day number in Beijing time (UTC+8), when WeChat's daily limits reset."""
-    return int((now + _BEIJING_OFFSET) // 86400)
 
 
 def _rid(now: float) -> str:
