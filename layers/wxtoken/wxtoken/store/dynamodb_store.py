@@ -202,9 +202,12 @@ class DynamoDBTokenStore:
         item = self._record_item(key, record)
         refused = self._put(
             item,
-            "attribute_not_exists(#key) OR #fetched_at < :fetched_at",
+            # attribute_type: a fetched_at of another type (a hand edit) fails the condition
+            # rather than being compared.
+            "attribute_not_exists(#key)"
+            " OR (attribute_type(#fetched_at, :number) AND #fetched_at < :fetched_at)",
             names={"#key": KEY, "#fetched_at": FETCHED_AT},
-            values={":fetched_at": _number(fetched_at)},
+            values={":fetched_at": _number(fetched_at), ":number": {"S": "N"}},
         )
         if refused is None:
             return True
@@ -313,6 +316,9 @@ class DynamoDBTokenStore:
     def _lease(self, appid: str, ttl_seconds: float) -> Iterator[None]:
         key = self.item_name(appid, "lease")
         owner = uuid.uuid4().hex
+        if not self.server_clock.known:
+            # A new container's first call: learn DynamoDB's clock before writing a time on it.
+            self._get(key)
         refused = self._take(key, owner, ttl_seconds, previous=None)
         if refused is not None:
             stored = refused.item.get(OWNER)

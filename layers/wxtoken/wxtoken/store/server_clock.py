@@ -52,6 +52,12 @@ class ServerClock:
             with self._lock:
                 self._offset = stamped - time.time()
 
+    @property
+    def known(self) -> bool:
+        """Whether an answer has set the service's clock yet."""
+        with self._lock:
+            return self._offset is not None
+
     def now(self) -> float:
         with self._lock:
             offset = self._offset
