@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from tests.fixtures.aws import AWS, TOKEN_TABLE, create_token_table, inject_error, throttle
+from tests.fixtures.lambda_context import FakeLambdaContext
 from wxtoken.errors import DamagedRecordError, LeaseBusyError, StoreError
 from wxtoken.store.base import Credential, RecordName, encode
 from wxtoken.store.dynamodb_store import CLIENT_CONFIG, DEDUP_KEY_PREFIX, DynamoDBTokenStore
@@ -277,6 +278,7 @@ def test_dedup_records_live_in_the_token_table_under_their_prefix_with_a_ttl(
     monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "wxtoken-webhook")
     backend = store.dedup_backend()
     dedup = store_deduplicator(backend, expires_after_seconds=3600)
+    dedup.register_context(FakeLambdaContext(function_name="wxtoken-webhook", remaining_seconds=6))
     produced: list[str] = []
 
     def produce() -> str:
