@@ -23,7 +23,7 @@ import pytest
 from hypothesis import HealthCheck, settings
 
 from devtools.wechat.player import WeChatPlayer
-from tests.fixtures.aws import create_dedup_table
+from tests.fixtures.aws import create_dedup_table, create_token_table
 from tests.fixtures.lambda_context import FakeLambdaContext, load_handler
 from tests.fixtures.wechat import APPID_A, APPID_B, SECRET_A, SECRET_B
 
@@ -61,7 +61,7 @@ def webhook(request: pytest.FixtureRequest, aws: Any, monkeypatch: pytest.Monkey
     """``invoke(event) -> response`` of the webhook function, with app A (Token and
     EncodingAESKey) and app B (neither) in the apps secret.
 
-    On SSM with dedup in DynamoDB (moto), unless a test asks for ``"redis"`` with
+    On SSM with dedup in DynamoDB (moto), unless a test asks for ``"redis"`` or ``"dynamodb"`` with
     ``@pytest.mark.parametrize("webhook", [...], indirect=True)``: requests refused before
     their handler runs never reach the store, so only the accepted ones are run on both.
     Every invocation asserts what must hold for any input: an answer, never a 5xx, and
@@ -75,6 +75,8 @@ def webhook(request: pytest.FixtureRequest, aws: Any, monkeypatch: pytest.Monkey
     }
     if store == "redis":
         env["REDIS_URL"] = request.getfixturevalue("redis_url")
+    elif store == "dynamodb":  # dedup in the token table
+        env["TOKEN_TABLE"] = create_token_table(aws)
     else:
         create_dedup_table(aws, DEDUP_TABLE)
         env["DEDUP_TABLE"] = DEDUP_TABLE

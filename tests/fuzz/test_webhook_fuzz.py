@@ -370,7 +370,7 @@ def test_requests_whose_signature_does_not_match_get_403(webhook, player, fields
 
 # --- 3. signed, well-formed messages --------------------------------------------------------
 # The one property whose requests reach the dedup store: on each store.
-@pytest.mark.parametrize("webhook", ["ssm", "redis"], indirect=True)
+@pytest.mark.parametrize("webhook", ["ssm", "redis", "dynamodb"], indirect=True)
 @FUZZ
 @given(
     fields=wechat_messages(),

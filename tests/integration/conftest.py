@@ -1,7 +1,7 @@
 """A whole refresh system per test: apps secret in moto, a real store, the WeChat stand-in.
 
-``system`` is parametrized over both stores, so every refresh behaviour is pinned on SSM
-(moto) and on a real Redis server alike.
+``system`` is parametrized over every store, so every refresh behaviour is pinned on SSM and
+DynamoDB (moto) and on a real Redis server alike.
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from tests.fixtures.aws import TOKEN_TABLE, create_token_table
 from tests.fixtures.wechat import APPID_A, APPID_B, SECRET_A, SECRET_B
 from wxtoken.apps import AppsSource
 from wxtoken.config import Settings
@@ -78,13 +79,38 @@ class System:
             except ssm.exceptions.ParameterNotFound:
                 return None
             return answer["Parameter"]["Value"]
+        if self.kind == "dynamodb":
+            item = self.aws.client("dynamodb").get_item(
+                TableName=TOKEN_TABLE, Key={"name": {"S": f"{appid}/{name}"}}, ConsistentRead=True
+            )
+            return item["Item"]["value"]["S"] if "Item" in item else None
         import redis
 
         value = redis.Redis.from_url(self.env["REDIS_URL"]).get(f"wxtoken:{{{appid}}}:{name}")
         return value.decode() if value else None
 
+    def put_raw(self, appid: str, name: RecordName | str, raw: str) -> None:
+        """Write ``raw`` as the record, bypassing wxtoken (the console, redis-cli, a hand edit)."""
+        if self.kind == "ssm":
+            self.aws.client("ssm").put_parameter(
+                Name=f"/wxtoken/{appid}/{name}", Value=raw, Type="SecureString", Overwrite=True
+            )
+        elif self.kind == "dynamodb":
+            self.aws.client("dynamodb").put_item(
+                TableName=TOKEN_TABLE, Item={"name": {"S": f"{appid}/{name}"}, "value": {"S": raw}}
+            )
+        else:
+            import redis
 
-@pytest.fixture(params=["ssm", "redis"])
+            redis.Redis.from_url(self.env["REDIS_URL"]).set(f"wxtoken:{{{appid}}}:{name}", raw)
+
+    @property
+    def dedup_table(self) -> bool:
+        """Whether the webhook dedups in the DedupTable (SSM), not in the store itself."""
+        return self.kind == "ssm"
+
+
+@pytest.fixture(params=["ssm", "redis", "dynamodb"])
 def system(request, aws, wechat, clock, monkeypatch) -> System:
     env = {
         "WECHAT_APPS_SECRET_ID": APPS_SECRET_ID,
@@ -97,6 +123,8 @@ def system(request, aws, wechat, clock, monkeypatch) -> System:
     }
     if request.param == "redis":
         env["REDIS_URL"] = request.getfixturevalue("redis_url")
+    if request.param == "dynamodb":
+        env["TOKEN_TABLE"] = create_token_table(aws)
     for key, value in env.items():
         monkeypatch.setenv(key, value)
     aws.client("secretsmanager").create_secret(Name=APPS_SECRET_ID, SecretString="{}")

@@ -34,6 +34,7 @@ from wxtoken.config import Settings, StoreKind
 from wxtoken.errors import ConfigError, RefreshRequestError, StoreError, WxTokenError
 from wxtoken.store import open_store
 from wxtoken.store.base import RecordName
+from wxtoken.store.dynamodb_store import DynamoDBTokenStore
 from wxtoken.store.redis_store import RedisTokenStore
 from wxtoken.store.ssm_store import SSMTokenStore
 from wxtoken.webhook.dedup import dynamodb_deduplicator, store_deduplicator
@@ -125,6 +126,17 @@ def test_ssm_store_read_fails_with_store_error(aws_at_hole, record_property):
     assert_fails_in_time(read, StoreError, budget.TOKEN_STORE, record_property)
 
 
+DYNAMODB_SETTINGS = Settings(
+    apps_secret_id=APPS_SECRET_ID, token_store=StoreKind.DYNAMODB, token_table="wxtoken-tokens"
+)
+
+
+def test_dynamodb_store_read_fails_with_store_error(aws_at_hole, record_property):
+    store = DynamoDBTokenStore.from_settings(DYNAMODB_SETTINGS)
+    read = lambda: store.read(APPID_A, RecordName.ACCESS_TOKEN)  # noqa: E731
+    assert_fails_in_time(read, StoreError, budget.TOKEN_STORE, record_property)
+
+
 def test_redis_store_read_fails_with_store_error(hole, record_property):
     store = RedisTokenStore.from_url(f"redis://127.0.0.1:{hole.port}/0")
     try:
@@ -141,7 +153,7 @@ def test_refresh_invoke_fails_with_refresh_request_error(aws_at_hole, record_pro
     assert_fails_in_time(ask, RefreshRequestError, budget.REFRESH_INVOKE, record_property)
 
 
-@pytest.mark.parametrize("backend", ["table", "redis"])
+@pytest.mark.parametrize("backend", ["table", "redis", "token-table"])
 def test_dead_dedup_store_hands_the_message_to_the_handler_in_time(
     aws_at_hole, backend, monkeypatch, record_property
 ):
@@ -151,6 +163,10 @@ def test_dead_dedup_store_hands_the_message_to_the_handler_in_time(
     store = None
     if backend == "table":
         dedup = dynamodb_deduplicator("wxtoken-dedup", expires_after_seconds=60)
+        limit = budget.DEDUP
+    elif backend == "token-table":  # TOKEN_STORE=dynamodb: dedup items in the token table
+        table_store = DynamoDBTokenStore.from_settings(DYNAMODB_SETTINGS)
+        dedup = store_deduplicator(table_store.dedup_backend(), expires_after_seconds=60)
         limit = budget.DEDUP
     else:
         store = RedisTokenStore.from_url(f"redis://127.0.0.1:{aws_at_hole.port}/0")
@@ -188,15 +204,20 @@ def _webhook_env(monkeypatch: pytest.MonkeyPatch, store: str, redis_url: str | N
     monkeypatch.setenv("WECHAT_APPS_SECRET_ID", APPS_SECRET_ID)
     monkeypatch.setenv("TOKEN_STORE", store)
     monkeypatch.delenv("REDIS_AUTH_SECRET_ID", raising=False)
+    monkeypatch.delenv("TOKEN_TABLE", raising=False)
     if redis_url:
         monkeypatch.setenv("REDIS_URL", redis_url)
         monkeypatch.delenv("DEDUP_TABLE", raising=False)
+    elif store == "dynamodb":  # dedup in the token table
+        monkeypatch.delenv("REDIS_URL", raising=False)
+        monkeypatch.delenv("DEDUP_TABLE", raising=False)
+        monkeypatch.setenv("TOKEN_TABLE", "wxtoken-tokens")
     else:
         monkeypatch.delenv("REDIS_URL", raising=False)
         monkeypatch.setenv("DEDUP_TABLE", "wxtoken-dedup")
 
 
-@pytest.mark.parametrize("store", ["ssm", "redis"])
+@pytest.mark.parametrize("store", ["ssm", "redis", "dynamodb"])
 @pytest.mark.parametrize("event_file", ["webhook_text.json", "webhook_token_api.json"])
 def test_webhook_with_every_dependency_dead_answers_503_in_time(
     aws_at_hole, monkeypatch, store, event_file, record_property
@@ -226,7 +247,7 @@ def apps_only_in_moto(aws: AWS, aws_at_hole: BlackHole, monkeypatch: pytest.Monk
     return aws_at_hole
 
 
-@pytest.mark.parametrize("store", ["ssm", "redis"])
+@pytest.mark.parametrize("store", ["ssm", "redis", "dynamodb"])
 def test_webhook_with_dead_stores_still_answers_the_message(
     apps_only_in_moto, monkeypatch, store, record_property
 ):
@@ -247,7 +268,7 @@ def test_webhook_with_dead_stores_still_answers_the_message(
     assert "still here" in response["body"]
 
 
-@pytest.mark.parametrize("store", ["ssm", "redis"])
+@pytest.mark.parametrize("store", ["ssm", "redis", "dynamodb"])
 def test_token_api_with_a_dead_store_answers_503_in_time(
     apps_only_in_moto, monkeypatch, store, record_property
 ):

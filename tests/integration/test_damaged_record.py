@@ -36,14 +36,7 @@ DAMAGED = {
 
 def damage(system, appid: str, raw: str) -> None:
     """Put ``raw`` as the token record, bypassing wxtoken (the console, redis-cli)."""
-    if system.kind == "ssm":
-        system.aws.client("ssm").put_parameter(
-            Name=f"/wxtoken/{appid}/access_token", Value=raw, Type="SecureString", Overwrite=True
-        )
-    else:
-        import redis
-
-        redis.Redis.from_url(system.env["REDIS_URL"]).set(f"wxtoken:{{{appid}}}:access_token", raw)
+    system.put_raw(appid, RecordName.ACCESS_TOKEN, raw)
 
 
 def run(system, trigger: Trigger, appids=None):
@@ -90,14 +83,7 @@ def test_readers_get_a_clear_503_for_a_damaged_record(system, monkeypatch, raw):
 
 def test_a_damaged_ticket_is_replaced_too(system):
     run(system, Trigger.SCHEDULED)
-    if system.kind == "ssm":
-        system.aws.client("ssm").put_parameter(
-            Name=f"/wxtoken/{APPID_A}/jsapi_ticket", Value="{oops", Type="SecureString", Overwrite=True
-        )
-    else:
-        import redis
-
-        redis.Redis.from_url(system.env["REDIS_URL"]).set(f"wxtoken:{{{APPID_A}}}:jsapi_ticket", "{oops")
+    system.put_raw(APPID_A, RecordName.JSAPI_TICKET, "{oops")
     system.clock.advance(1)
 
     report = run(system, Trigger.GUARD)

@@ -113,6 +113,8 @@ def test_a_fresh_venv_with_the_package_reads_what_the_refresh_function_stored(
     }
     if system.kind == "ssm":
         env["TOKEN_PARAMETER_PREFIX"] = "/wxtoken"
+    elif system.kind == "dynamodb":
+        env["TOKEN_TABLE"] = system.env["TOKEN_TABLE"]
     else:
         env["REDIS_URL"] = system.env["REDIS_URL"]
     result = read_in_fresh_venv(installed_reader, env, tmp_path)

@@ -217,14 +217,7 @@ def test_a_damaged_intent_costs_one_refresh_not_one_a_minute(system, raw, api):
     refresher = system.refresher(WECHAT_TOKEN_API=api)
     run(refresher, system, Trigger.SCHEDULED)
     system.clock.advance(60)
-    if system.kind == "ssm":
-        system.aws.client("ssm").put_parameter(
-            Name=f"/wxtoken/{APPID_B}/mint_intent", Value=raw, Type="SecureString", Overwrite=True
-        )
-    else:
-        import redis
-
-        redis.Redis.from_url(system.env["REDIS_URL"]).set(f"wxtoken:{{{APPID_B}}}:mint_intent", raw)
+    system.put_raw(APPID_B, RecordName.MINT_INTENT, raw)
     calls = system.wechat.token_calls(APPID_B)
 
     for _ in range(5):

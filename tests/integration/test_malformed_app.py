@@ -40,7 +40,7 @@ def bad(request, system, monkeypatch):
         APPID_B: system.apps[APPID_B],
     }
     system.put_apps({**good, **BAD_ENTRIES[request.param]})
-    if system.kind == "ssm":
+    if system.dedup_table:
         create_dedup_table(system.aws, "wxtoken-dedup")
         monkeypatch.setenv("DEDUP_TABLE", "wxtoken-dedup")
     monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "wxtoken-webhook")

@@ -1,4 +1,5 @@
-"""What every token store does, one suite over every backend (SSM on moto, a real Redis).
+"""What every token store does, one suite over every backend (SSM and DynamoDB on moto, a
+real Redis).
 
 Adding a store is one module plus a row in :data:`BACKENDS` (and its own file for what only
 it does: TTL, SecureString, cluster slots). Each backend's file keeps only that.
@@ -18,11 +19,12 @@ from typing import Any
 
 import pytest
 
+from tests.fixtures.aws import create_token_table
 from wxtoken.errors import DamagedRecordError, LeaseBusyError
 from wxtoken.store.base import Credential, RecordName, TokenStore
 
 APPID = "wx0123456789abcdef"
-BACKENDS = ["ssm", "redis"]
+BACKENDS = ["ssm", "redis", "dynamodb"]
 
 
 def credential(value: str = "TOKEN-A", fetched_at: float = 1_700_000_000.123) -> Credential:
@@ -53,6 +55,13 @@ def open_backend(kind: str, target: str) -> TokenStore:
         return RedisTokenStore.from_url(target)
     import boto3
 
+    if kind == "dynamodb":
+        from tests.fixtures.aws import TOKEN_TABLE
+        from wxtoken.store.dynamodb_store import DynamoDBTokenStore
+
+        client = boto3.client("dynamodb", endpoint_url=target, region_name="us-east-1")
+        return DynamoDBTokenStore(client, table=TOKEN_TABLE)
+
     from wxtoken.store.ssm_store import SSMTokenStore
 
     return SSMTokenStore(boto3.client("ssm", endpoint_url=target, region_name="us-east-1"))
@@ -70,6 +79,15 @@ def backend(request: pytest.FixtureRequest) -> Backend:
 
         return Backend("redis", url, put_redis)
     aws = request.getfixturevalue("aws")
+    if request.param == "dynamodb":
+        table = create_token_table(aws)
+
+        def put_item(name: str, raw: str) -> None:
+            aws.client("dynamodb").put_item(
+                TableName=table, Item={"name": {"S": f"{APPID}/{name}"}, "value": {"S": raw}}
+            )
+
+        return Backend("dynamodb", aws.endpoint_url, put_item)
 
     def put_ssm(name: str, raw: str) -> None:
         aws.client("ssm").put_parameter(
@@ -265,7 +283,7 @@ def test_dedup_backend_is_offered_only_where_the_store_can_hold_it(
     store: TokenStore, backend: Backend
 ) -> None:
     offered = store.dedup_backend()
-    if backend.kind == "redis":
+    if backend.kind in {"redis", "dynamodb"}:
         assert offered is not None
         assert offered.key_prefix == "wxtoken-dedup"
     else:  # no expiry, a few writes per second: the webhook uses its DynamoDB table

@@ -545,8 +545,9 @@ def test_with_the_dedup_store_down_a_plain_message_is_still_answered(webhook, pl
     # "该公众号暂时无法提供服务".
     calls: list[int] = []
     _counting_image_handler(webhook, calls)
-    if system.kind == "ssm":
-        system.aws.client("dynamodb").delete_table(TableName="wxtoken-dedup")
+    if system.kind in {"ssm", "dynamodb"}:  # dedup in the DedupTable, or in the token table
+        table = "wxtoken-dedup" if system.dedup_table else system.env["TOKEN_TABLE"]
+        system.aws.client("dynamodb").delete_table(TableName=table)
     else:
         request.getfixturevalue("redis_server").kill()  # redis_url restarts it for the next test
     query, body = player.message(_image_xml("store down", msg_id=5007))

@@ -51,6 +51,23 @@ def test_redis_store_needs_a_redis_url():
         Settings.from_env({"WECHAT_APPS_SECRET_ID": "s", "TOKEN_STORE": "redis", "REDIS_URL": "http://x"})
 
 
+@pytest.mark.parametrize("table", [None, " "], ids=["unset", "blank"])
+def test_dynamodb_store_needs_a_token_table_and_says_where_to_find_it(table):
+    env = {"WECHAT_APPS_SECRET_ID": "s", "TOKEN_STORE": "dynamodb"}
+    if table is not None:
+        env["TOKEN_TABLE"] = table
+    with pytest.raises(ConfigError, match=r"TOKEN_TABLE.*TokenTableName"):
+        Settings.from_env(env)
+    with pytest.raises(ConfigError, match="TOKEN_TABLE"):
+        Settings.reader_from_env({k: v for k, v in env.items() if k != "WECHAT_APPS_SECRET_ID"})
+
+
+def test_dynamodb_settings_are_read():
+    settings = Settings.reader_from_env({"TOKEN_STORE": "DynamoDB", "TOKEN_TABLE": " wxtoken-tokens "})
+    assert settings.token_store is StoreKind.DYNAMODB
+    assert settings.token_table == "wxtoken-tokens"
+
+
 @pytest.mark.parametrize(
     ("name", "value"),
     [

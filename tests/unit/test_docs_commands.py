@@ -54,6 +54,9 @@ NOT_RUN: dict[str, str] = {
     "aws ssm get-parameter --with-decryption --name ": (
         "reads a deployed stack's parameter (tests/e2e/test_local_loop.py reads the loop's with boto3)"
     ),
+    "aws dynamodb get-item --table-name ": (
+        "reads a deployed stack's table (tests/integration/conftest.py reads the same item with boto3)"
+    ),
     "aws lambda invoke": "invokes a deployed function: needs an AWS account",
     "aws cloudformation": "reads a deployed stack: needs an AWS account",
     "aws secretsmanager": "reads or writes a deployed stack's secret: needs an AWS account",

@@ -73,8 +73,8 @@ def test_token_store_redis_points_both_functions_at_redis_and_drops_the_dedup_ta
 
 
 def test_a_parameter_value_the_template_does_not_allow_is_refused():
-    with pytest.raises(TemplateError, match="TokenStore='dynamodb' is not one of ssm, redis"):
-        local_template(TokenStore="dynamodb")
+    with pytest.raises(TemplateError, match="TokenStore='memcached' is not one of ssm, redis, dynamodb"):
+        local_template(TokenStore="memcached")
 
 
 def test_schedules_fire_the_templates_input_with_the_scheduled_time_filled_in():

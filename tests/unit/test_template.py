@@ -900,3 +900,100 @@ def test_a_retried_launch_event_finds_the_interface_attached_and_goes_on(templat
 
     assert [name for name, _ in stub.calls] == ["attach", "describe", "complete"]
     assert stub.calls[-1][1]["LifecycleActionResult"] == "CONTINUE"
+
+
+# --- the DynamoDB store (TokenStore=dynamodb) ---------------------------------------------------
+
+KMS_ARN = "arn:aws:kms:us-east-1:123456789012:key/0a1b2c3d-0000-4000-8000-000000000000"
+
+
+def role_statements(stack: SamTemplate, role: str) -> list[dict[str, Any]]:
+    roles = {r.logical_id: r.properties for r in stack.resources_of_type("AWS::IAM::Role")}
+    return [s for policy in roles[role]["Policies"] for s in policy["PolicyDocument"]["Statement"]]
+
+
+def table_statements(stack: SamTemplate, role: str, table_arn: str) -> list[dict[str, Any]]:
+    return [s for s in role_statements(stack, role) if table_arn in strings(s["Resource"])]
+
+
+def test_the_token_table_is_what_the_dynamodb_store_expects(template):
+    from wxtoken.store import dynamodb_store
+
+    table = template["Resources"]["TokenTable"]
+    assert table["Condition"] == "UseDynamoDb"
+    # it will hold authorizer refresh tokens (issue 13): never lost with the stack
+    assert (table["DeletionPolicy"], table["UpdateReplacePolicy"]) == ("Retain", "Retain")
+    properties = table["Properties"]
+    assert properties["BillingMode"] == "PAY_PER_REQUEST"
+    assert properties["KeySchema"] == [{"AttributeName": dynamodb_store.KEY, "KeyType": "HASH"}]
+    assert properties["AttributeDefinitions"] == [{"AttributeName": dynamodb_store.KEY, "AttributeType": "S"}]
+    assert properties["TimeToLiveSpecification"] == {
+        "AttributeName": dynamodb_store.TTL_ATTRIBUTE,
+        "Enabled": True,
+    }
+    assert properties["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+    assert properties["SSESpecification"]["SSEType"] == "KMS"
+
+
+@pytest.mark.parametrize(
+    ("store", "tables"),
+    [("ssm", {"DedupTable"}), ("dynamodb", {"TokenTable"}), ("redis", set())],
+)
+def test_each_store_gets_only_its_own_table(store, tables):
+    parameters = {"TokenStore": store}
+    if store == "redis":
+        parameters["RedisUrl"] = "rediss://cache.example.com:6379"
+    stack = deployed(**parameters)
+
+    assert {r.logical_id for r in stack.resources_of_type("AWS::DynamoDB::Table")} == tables
+    for name, function in stack.functions().items():
+        settings = Settings.from_env(function.environment)
+        assert settings.token_store == store, name
+        assert bool(settings.token_table) == (store == "dynamodb"), name
+
+
+def test_on_dynamodb_the_refresh_function_may_only_get_put_and_delete_items_of_its_table():
+    stack = deployed(TokenStore="dynamodb")
+    arn = _arn(stack, "TokenTable")
+
+    (statement,) = table_statements(stack, "RefreshTokenRole", arn)
+    assert sorted(statement["Action"]) == ["dynamodb:DeleteItem", "dynamodb:GetItem", "dynamodb:PutItem"]
+    assert "Condition" not in statement
+
+
+def test_on_dynamodb_the_webhook_reads_tokens_and_writes_only_its_dedup_items():
+    from wxtoken.store.dynamodb_store import DEDUP_KEY_PREFIX
+
+    stack = deployed(TokenStore="dynamodb")
+    arn = _arn(stack, "TokenTable")
+
+    granted = table_statements(stack, "WebhookRole", arn)
+    reads = [s for s in granted if "Condition" not in s]
+    writes = [s for s in granted if "Condition" in s]
+    assert [s["Action"] for s in reads] == ["dynamodb:GetItem"]
+    (write,) = writes
+    assert "dynamodb:GetItem" not in write["Action"]
+    # powertools keys each dedup item "<key_prefix>#<hash>" (wxtoken.webhook.dedup)
+    assert write["Condition"] == {
+        "ForAllValues:StringLike": {"dynamodb:LeadingKeys": [f"{DEDUP_KEY_PREFIX}#*"]}
+    }
+
+
+@pytest.mark.parametrize("key", ["", KMS_ARN], ids=["aws-managed", "customer-managed"])
+def test_the_token_table_is_encrypted_with_the_given_key_and_both_roles_may_use_only_it(key):
+    stack = deployed(TokenStore="dynamodb", KmsKeyArn=key)
+    (table,) = stack.resources_of_type("AWS::DynamoDB::Table")
+    sse = table.properties["SSESpecification"]
+
+    assert (sse["SSEEnabled"], sse["SSEType"]) == (True, "KMS")
+    assert sse.get("KMSMasterKeyId", "") == key
+    for role in ("RefreshTokenRole", "WebhookRole"):
+        kms = [
+            s for s in role_statements(stack, role) if any(a.startswith("kms:") for a in strings(s["Action"]))
+        ]
+        if not key:
+            assert kms == [], role
+            continue
+        (statement,) = kms
+        assert statement["Resource"] == KMS_ARN
+        assert statement["Condition"]["StringEquals"]["kms:ViaService"].startswith("dynamodb.")

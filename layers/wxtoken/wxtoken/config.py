@@ -25,6 +25,7 @@ _FALSE = frozenset({"0", "false", "no", "off"})
 class StoreKind(StrEnum):
     SSM = "ssm"
     REDIS = "redis"
+    DYNAMODB = "dynamodb"
 
 
 class TokenAPI(StrEnum):
@@ -54,6 +55,8 @@ class Settings:
     redis_url: str | None = None
     redis_cluster: bool = False
     redis_auth_secret_id: str | None = None
+    # The DynamoDB table of TOKEN_STORE=dynamodb (the stack's TokenTable).
+    token_table: str | None = None
     wechat_api_base: str = DEFAULT_WECHAT_API_BASE
     # A secret holding the egress proxy's URL (credentials included), for WeChat's calls:
     # kept out of the functions' plain environment, where HTTPS_PROXY would show it.
@@ -104,6 +107,11 @@ class Settings:
         # (from_env, or directly by a test or a tool).
         if self.token_store is StoreKind.REDIS and not self.redis_url:
             raise ConfigError("TOKEN_STORE=redis needs REDIS_URL (redis://… or rediss://…)")
+        if self.token_store is StoreKind.DYNAMODB and not self.token_table:
+            raise ConfigError(
+                "TOKEN_STORE=dynamodb needs TOKEN_TABLE: the name of the DynamoDB table that holds "
+                "the tokens (the stack's TokenTableName output; partition key 'name', a string)"
+            )
 
     @property
     def required_apps_secret_id(self) -> str:
@@ -134,8 +142,8 @@ class Settings:
     def reader_from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """A reader's settings (:class:`~wxtoken.client.TokenClient` outside the functions).
 
-        A reader needs the store's variables (TOKEN_STORE; TOKEN_PARAMETER_PREFIX, or
-        REDIS_URL with REDIS_CLUSTER and REDIS_AUTH_SECRET_ID) and, to replace a token WeChat
+        A reader needs the store's variables (TOKEN_STORE; TOKEN_PARAMETER_PREFIX, TOKEN_TABLE,
+        or REDIS_URL with REDIS_CLUSTER and REDIS_AUTH_SECRET_ID) and, to replace a token WeChat
         rejects, REFRESH_FUNCTION_NAME. WECHAT_APPS_SECRET_ID is optional: with it and no
         refresh function, a reader refreshes in its own process. The same variables mean
         the same as for :meth:`from_env`. Raises :class:`ConfigError` on a bad value.
@@ -164,6 +172,7 @@ class Settings:
             redis_url=redis_url,
             redis_cluster=_bool(env, "REDIS_CLUSTER", False),
             redis_auth_secret_id=env.get("REDIS_AUTH_SECRET_ID", "").strip() or None,
+            token_table=env.get("TOKEN_TABLE", "").strip() or None,
             wechat_api_base=base,
             https_proxy_secret_id=env.get("HTTPS_PROXY_SECRET_ID", "").strip() or None,
             wechat_token_api=_enum(env, "WECHAT_TOKEN_API", TokenAPI, TokenAPI.TOKEN),

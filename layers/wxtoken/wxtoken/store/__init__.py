@@ -1,7 +1,8 @@
 """Token stores: one protocol (:mod:`.base`), one module per backend.
 
 :func:`open_store` is the only place that picks a backend; it imports that backend's
-module alone, so an SSM deployment never loads redis-py (and vice versa) at cold start.
+module alone, so an SSM or DynamoDB deployment never loads redis-py (and vice versa) at cold
+start.
 """
 
 from __future__ import annotations
@@ -26,9 +27,11 @@ def open_store(
 
     Raises :class:`ConfigError` when the Redis settings are incomplete or the AUTH secret
     has the wrong shape, :class:`StoreError` when the secret cannot be fetched (or a
-    Redis Cluster cannot be reached to learn its slots). ``clock`` times SSM leases;
-    Redis leases expire on the server's clock. ``boto3_session``: the Session the SSM client
-    is made in (one per container keeps botocore's data loaded once), else boto3's default.
+    Redis Cluster cannot be reached to learn its slots). ``clock`` stands in for SSM's and
+    DynamoDB's clocks until they have answered once (their leases expire on the service's
+    clock); Redis leases expire on the server's clock. ``boto3_session``: the Session the SSM
+    or DynamoDB client is made in (one per container keeps botocore's data loaded once), else
+    boto3's default.
     """
     if settings.token_store is StoreKind.REDIS:
         from wxtoken.store.redis_store import RedisTokenStore
@@ -43,6 +46,11 @@ def open_store(
             username=username,
             password=password,
         )
+
+    if settings.token_store is StoreKind.DYNAMODB:
+        from wxtoken.store.dynamodb_store import DynamoDBTokenStore
+
+        return DynamoDBTokenStore.from_settings(settings, clock=clock, boto3_session=boto3_session)
 
     from wxtoken.store.ssm_store import SSMTokenStore
 

@@ -23,7 +23,6 @@ import uuid
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from datetime import datetime
-from email.utils import parsedate_to_datetime
 from typing import TYPE_CHECKING, Any, Self
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -32,6 +31,7 @@ from wxtoken.budget import TOKEN_STORE
 from wxtoken.errors import LeaseBusyError, StoreError
 from wxtoken.frozen import Frozen
 from wxtoken.store.base import RecordName, decode, encode
+from wxtoken.store.server_clock import DATE_RESOLUTION_SECONDS, server_time
 
 if TYPE_CHECKING:
     from wxtoken.config import Settings
@@ -64,18 +64,6 @@ def _fetched_at(record: Any) -> float:
 class _Lease(Frozen):
     owner: str
     expired: bool
-
-
-def _server_time(response: dict[str, Any]) -> float | None:
-    """SSM's clock: the ``Date`` header of its answer (whole seconds), or ``None``."""
-    headers = response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
-    raw = headers.get("date") if isinstance(headers, dict) else None
-    if not isinstance(raw, str):
-        return None
-    try:
-        return parsedate_to_datetime(raw).timestamp()
-    except (TypeError, ValueError):
-        return None
 
 
 class SSMTokenStore:
@@ -305,12 +293,13 @@ class SSMTokenStore:
             owner = str(value["owner"])
         except (ValueError, TypeError, KeyError):
             return _Lease(owner="", expired=True)
-        server_now = _server_time(response)
+        server_now = server_time(response)
         modified = parameter.get("LastModifiedDate")
         ttl = value.get("ttl") if isinstance(value, dict) else None
         if server_now is not None and isinstance(modified, datetime) and isinstance(ttl, int | float):
             # The Date header has whole seconds: wait one more rather than take a live lease.
-            return _Lease(owner, expired=server_now >= modified.timestamp() + float(ttl) + 1.0)
+            expires = modified.timestamp() + float(ttl) + DATE_RESOLUTION_SECONDS
+            return _Lease(owner, expired=server_now >= expires)
         # A lease written by an older version, or an answer without SSM's times: the writer's
         # clock is all there is.
         expires_at = value.get("expires_at")
