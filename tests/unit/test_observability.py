@@ -129,6 +129,29 @@ def test_dimension_sets_that_would_clash_go_to_documents_of_their_own(capsys):
     assert len(emf_lines(out)) == 3
 
 
+def test_counts_alone_read_the_same_from_the_cached_shape_on_every_flush(capsys):
+    from tests.integration.scenarios import emf_points
+
+    for total in (1, 3):  # the second flush fills the shape the first one cached
+        for _ in range(total):
+            observability.count("WebhookRejected", Reason="signature")
+            observability.count("WebhookRejected", Reason="malformed")
+            observability.count("WebhookRejected")
+            observability.count("WebhookMessage", MsgType="text")
+        metrics.flush_metrics()
+
+        out = capsys.readouterr().out
+        points = sorted((p.name, p.labels, p.value) for p in emf_points(out))
+        service = ("service", "wxtoken")
+        assert points == [
+            ("WebhookMessage", (("MsgType", "text"), service), [float(total)]),
+            ("WebhookRejected", (("Reason", "malformed"), service), [float(total)]),
+            ("WebhookRejected", (("Reason", "signature"), service), [float(total)]),
+            ("WebhookRejected", (service,), [float(total)]),
+        ]
+        assert len(emf_lines(out)) == 3
+
+
 def test_a_bad_dimension_drops_the_count_not_the_caller(capsys):
     observability.count("WebhookMessage", service="mine")  # service is wxtoken's own
     metrics.flush_metrics()
