@@ -55,6 +55,7 @@ from devtools.wechat.credentials import (
     WeChatError,
     beijing_day,
     beijing_month,
+    live_token,
     retire_previous,
 )
 
@@ -546,14 +547,7 @@ class OpenPlatform:
         """The platform whose valid component_access_token the query carries (the older pages
         name it ``component_access_token``, the openApi pages ``access_token``)."""
         value = params.get("component_access_token") or params.get("access_token")
-        if not isinstance(value, str) or not value:
-            raise WeChatError(41001)
-        token = self._component_index.get(value)
-        state = token.state(self._clock()) if token else "invalid"
-        if token is None or state == "invalid":
-            raise WeChatError(40001)
-        if state == "expired":
-            raise WeChatError(42001)
+        token = live_token(self._component_index, value, self._clock())
         appid = params.get("component_appid")
         if not isinstance(appid, str) or not appid:
             raise WeChatError(41002)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final, Literal
 
@@ -59,6 +60,20 @@ class WeChatError(Exception):
     def __init__(self, errcode: int) -> None:
         super().__init__(errcode)
         self.errcode = errcode
+
+
+def live_token(index: Mapping[str, IssuedToken], value: object, now: float) -> IssuedToken:
+    """The token ``value`` names in ``index``, as WeChat judges a request's token: none given
+    41001, unknown or retired 40001, expired 42001 (全局返回码)."""
+    if not isinstance(value, str) or not value:
+        raise WeChatError(41001)
+    token = index.get(value)
+    state = token.state(now) if token else "invalid"
+    if token is None or state == "invalid":
+        raise WeChatError(40001)
+    if state == "expired":
+        raise WeChatError(42001)
+    return token
 
 
 def beijing_day(now: float) -> int:

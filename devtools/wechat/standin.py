@@ -74,6 +74,7 @@ from devtools.wechat.credentials import (
     TokenState,
     WeChatError,
     beijing_day,
+    live_token,
     retire_previous,
 )
 
@@ -678,16 +679,7 @@ class WeChatStandIn:
         return app
 
     def _check_access_token(self, params: dict[str, Any]) -> IssuedToken:
-        value = params.get("access_token")
-        if not isinstance(value, str) or not value:
-            raise WeChatError(41001)
-        token = self._index.get(value)
-        state = token.state(self.clock()) if token else "invalid"
-        if token is None or state == "invalid":
-            raise WeChatError(40001)
-        if state == "expired":
-            raise WeChatError(42001)
-        return token
+        return live_token(self._index, params.get("access_token"), self.clock())
 
     def _count_quota(self, app: _App, endpoint: str, now: float) -> None:
         key = (endpoint, beijing_day(now))
