@@ -152,10 +152,58 @@ def test_counts_alone_read_the_same_from_the_cached_shape_on_every_flush(capsys)
         assert len(emf_lines(out)) == 3
 
 
-def test_a_bad_dimension_drops_the_count_not_the_caller(capsys):
-    observability.count("WebhookMessage", service="mine")  # service is wxtoken's own
+@pytest.mark.parametrize(
+    ("name", "value", "dimensions"),
+    [
+        ("WebhookMessage", 1, {"service": "mine"}),  # service is wxtoken's own
+        ("WebhookMessage", 1, {"_aws": "x"}),
+        ("service", 1, {}),
+        ("MsgType", 1, {"MsgType": "text"}),  # the value would overwrite the dimension
+        ("WebhookMessage", float("nan"), {}),
+        ("WebhookMessage", float("inf"), {}),
+    ],
+    ids=["service-dimension", "aws-dimension", "service-name", "name-is-a-dimension", "nan", "inf"],
+)
+def test_a_bad_count_is_dropped_alone_and_never_spoils_the_document(capsys, name, value, dimensions):
+    # Given a good count in the same invocation
+    observability.count("DuplicateDelivery")
+
+    observability.count(name, value, **dimensions)
     metrics.flush_metrics()
-    assert emf_lines(capsys.readouterr().out) == []
+
+    # Then the good one is written, valid, and nothing of the bad one
+    [line] = emf_lines(capsys.readouterr().out)
+    assert line["DuplicateDelivery"] == [1.0]
+    names = [m["Name"] for d in line["_aws"]["CloudWatchMetrics"] for m in d["Metrics"]]
+    assert names == ["DuplicateDelivery"]
+
+
+def test_the_same_dimensions_in_any_order_are_one_set(capsys):
+    observability.count("WeChatApiError", Endpoint="token", ErrCode="40164")
+    observability.count("WeChatApiError", ErrCode="40164", Endpoint="token")
+    metrics.flush_metrics()
+    [line] = emf_lines(capsys.readouterr().out)
+    assert line["WeChatApiError"] == [2.0]
+
+
+def test_a_cold_start_without_a_function_name_writes_no_empty_dimension(capsys):
+    from aws_lambda_powertools.metrics.provider import cold_start
+
+    from tests.fixtures.lambda_context import FakeLambdaContext
+
+    @metrics.log_metrics(capture_cold_start_metric=True)
+    def handler(event, context):
+        observability.count("WebhookMessage", MsgType="text")
+
+    cold_start.is_cold_start = True
+    try:
+        handler({}, FakeLambdaContext(function_name=""))
+    finally:
+        cold_start.is_cold_start = False
+
+    [line] = emf_lines(capsys.readouterr().out)
+    assert "function_name" not in line
+    assert line["WebhookMessage"] == [1.0]
 
 
 def test_a_flush_with_nothing_to_say_writes_nothing(capsys, recwarn):

@@ -15,8 +15,8 @@ Metrics are CloudWatch EMF lines on stdout, in two kinds:
   powertools' ``ColdStart`` among them), so a hot path (a cached token read, a webhook
   message) costs a dict update, not a line. Code running outside such a handler (a
   long-lived service using :class:`~wxtoken.client.TokenClient`) writes nothing unless it
-  calls ``metrics.flush_metrics()`` itself; what waits is bounded by the names and
-  dimensions in use, not by the number of calls.
+  calls ``metrics.flush_metrics()`` itself; counts waiting are bounded by the names and
+  dimensions in use, not by the number of calls (recorded values are kept one by one).
 - :func:`put_metric` — one data point with its own dimensions (an appid, an endpoint), written
   at once as one line. Safe from the refresh's app threads; for what must not wait for the
   end of an invocation, or would grow without bound in a long-lived process (latencies).
@@ -34,6 +34,7 @@ dropped with a warning.
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 import threading
@@ -115,18 +116,31 @@ _MAX_VALUES = 100
 _write_lock = threading.Lock()
 
 
+# Top-level keys every document has: no dimension or metric may take one.
+_RESERVED: Final = frozenset({"service", "_aws"})
+
+
 def _dimensions(dimensions: dict[str, Any]) -> _Dimensions:
-    """``dimensions`` as a key, each value a string. An empty value is left out, as powertools
-    leaves it out (CloudWatch refuses the document); ``service`` is ours to set."""
-    kept = tuple((key, text) for key, value in dimensions.items() if (text := str(value)).strip())
-    if len(kept) > _MAX_DIMENSIONS or any(key == "service" for key, _ in kept):
-        raise ValueError(f"at most {_MAX_DIMENSIONS} dimensions, and none named service")
+    """``dimensions`` as a key (sorted: the same set in any order is one key), each value a
+    string. An empty value is left out, as powertools leaves it out (CloudWatch refuses the
+    document); ``service`` is ours to set."""
+    kept = tuple(sorted((key, text) for key, value in dimensions.items() if (text := str(value)).strip()))
+    if len(kept) > _MAX_DIMENSIONS or any(key in _RESERVED for key, _ in kept):
+        raise ValueError(f"at most {_MAX_DIMENSIONS} dimensions, and none named service or _aws")
     return kept
 
 
-def _check_name(name: str) -> None:
+def _check_name(name: str, dimensions: _Dimensions = ()) -> None:
+    """A metric's value is the top-level key of its name: it may not be a dimension's too."""
     if not 1 <= len(name) <= 255:  # CloudWatch's rule for a metric name
         raise ValueError(f"metric name must be 1 to 255 characters, got {len(name)}")
+    if name in _RESERVED or any(key == name for key, _ in dimensions):
+        raise ValueError(f"metric name {name!r} is taken by the document or a dimension")
+
+
+def _check_finite(value: float) -> None:
+    if not math.isfinite(value):  # NaN and infinities have no JSON form
+        raise ValueError(f"metric value must be finite, got {value}")
 
 
 def _metrics_disabled() -> bool:
@@ -157,7 +171,8 @@ class _Group:
         )
 
 
-_ENCODER: Final = json.JSONEncoder(separators=(",", ":"))  # one encoder, not one per line
+# One encoder, not one per line; NaN and infinities are not JSON (the line is dropped, warned).
+_ENCODER: Final = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
 _SERVICE_JSON: Final = _ENCODER.encode(SERVICE)
 # The "CloudWatchMetrics" array by the shapes of a document's groups: the same few every
 # invocation (a webhook message by MsgType, a cold start), so each is serialised once.
@@ -307,8 +322,9 @@ def put_metric(name: str, unit: MetricUnit, value: float, **dimensions: str) -> 
     if _metrics_disabled():
         return
     try:
-        _check_name(name)
-        group = _Group(_dimensions(dimensions), {name: (MetricUnit(unit).value, [float(value)])})
+        labels = _dimensions(dimensions)
+        _check_name(name, labels)
+        group = _Group(labels, {name: (MetricUnit(unit).value, [float(value)])})
         line = _emf_lines([group], int(time.time() * 1000))
     except Exception as exc:  # a metric never fails the work it measures
         logger.warning("metric dropped", extra={"metric": name, "error": f"{type(exc).__name__}: {exc}"})
@@ -348,7 +364,11 @@ class _Provider(AmazonCloudWatchEMFProvider):
         """``ColdStart`` by ``function_name``, as powertools writes it, in this invocation's
         document (``log_metrics`` adds it just before its flush)."""
         function_name = resolve_cold_start_function_name(function_name=self.function_name, context=context)
-        self.count(COLD_START, 1, (("function_name", function_name),))
+        try:
+            labels = _dimensions({"function_name": function_name})  # no empty dimension value
+        except ValueError:
+            return
+        self.count(COLD_START, 1, labels)
 
     def flush_metrics(self, raise_on_empty_metrics: bool = False) -> None:
         with self._pending_lock:
@@ -371,14 +391,18 @@ class _Provider(AmazonCloudWatchEMFProvider):
                 group.metrics[name] = ("Count", [float(total)])
             for (name, dimensions), (unit, points) in values.items():
                 group = groups.get(dimensions) or groups.setdefault(dimensions, _Group(dimensions, {}))
-                group.metrics.setdefault(name, (unit, [float(point) for point in points]))
+                if name in group.metrics:
+                    logger.warning("metric dropped: counted and recorded alike", extra={"metric": name})
+                    continue
+                group.metrics[name] = (unit, [float(point) for point in points])
             try:
                 text = _emf_lines(list(groups.values()), int(time.time() * 1000))
             except Exception as exc:  # a metric never fails the work it measures
                 logger.warning("metrics dropped", extra={"error": f"{type(exc).__name__}: {exc}"})
             else:
                 _write(text)
-        if self.metric_set:  # only from powertools' own add_metric
+        if self.metric_set or (raise_on_empty_metrics and not counts and not values):
+            # Metrics from powertools' own add_metric; or nothing at all, for its error.
             super().flush_metrics(raise_on_empty_metrics=raise_on_empty_metrics)
 
 
@@ -399,9 +423,10 @@ def count(name: str, n: float = 1, **dimensions: str) -> None:
     """Add ``n`` to a Count, by ``dimensions`` if given, written at the next flush (cheap: no
     I/O). A bad name or dimension is dropped with a warning, never raised."""
     try:
-        _check_name(name)
         key = _dimensions(dimensions) if dimensions else ()
-    except ValueError as exc:
+        _check_name(name, key)
+        _check_finite(n)
+    except ValueError as exc:  # dropped here, so it cannot spoil the invocation's document
         logger.warning("metric dropped", extra={"metric": name, "error": str(exc)})
         return
     _provider.count(name, n, key)
@@ -409,6 +434,12 @@ def count(name: str, n: float = 1, **dimensions: str) -> None:
 
 def record(name: str, unit: MetricUnit, value: float) -> None:
     """Keep one dimensionless data point for the next flush."""
+    try:
+        _check_name(name)
+        _check_finite(value)
+    except ValueError as exc:
+        logger.warning("metric dropped", extra={"metric": name, "error": str(exc)})
+        return
     _provider.record(name, unit, value, ())
 
 

@@ -75,10 +75,11 @@ def _expire(signum: int, frame: FrameType | None) -> None:
 
 def _call_with_timer[T](seconds: float, work: Callable[[], T]) -> T:
     global _armed
-    if signal.getsignal(signal.SIGALRM) is not _expire:
-        # Installed once and left (harmless while disarmed): a sigaction per request cost
-        # 2.7 µs of the 7.6 the timer took (bench/webhook_roundtrip.py --breakdown).
-        signal.signal(signal.SIGALRM, _expire)
+    # Set on every call (2.7 µs), though getsignal() may say it is ours: getsignal() reports
+    # what Python installed, and native code can replace the handler beneath it (SIG_IGN
+    # would let the handler run on unbounded; SIG_DFL would end the process). Stays
+    # installed afterwards: harmless while disarmed.
+    signal.signal(signal.SIGALRM, _expire)
     try:
         try:
             _armed = True
