@@ -332,6 +332,20 @@ def put_metric(name: str, unit: MetricUnit, value: float, **dimensions: str) -> 
     _write(line)
 
 
+def _groups(counts: dict[_CountKey, float], values: dict[_CountKey, tuple[str, list[float]]]) -> list[_Group]:
+    """Counts and recorded values, a group per dimension set."""
+    groups: dict[_Dimensions, _Group] = {}
+    for (name, dimensions), total in counts.items():
+        groups.setdefault(dimensions, _Group(dimensions, {})).metrics[name] = ("Count", [float(total)])
+    for (name, dimensions), (unit, points) in values.items():
+        group = groups.setdefault(dimensions, _Group(dimensions, {}))
+        if name in group.metrics:
+            logger.warning("metric dropped: counted and recorded alike", extra={"metric": name})
+            continue
+        group.metrics[name] = (unit, [float(point) for point in points])
+    return list(groups.values())
+
+
 # --- per-invocation metrics ----------------------------------------------------------------
 class _Provider(AmazonCloudWatchEMFProvider):
     """powertools' EMF provider, flushing what :func:`count` and :func:`record` gathered as one
@@ -377,26 +391,13 @@ class _Provider(AmazonCloudWatchEMFProvider):
         if _metrics_disabled():
             self.clear_metrics()  # powertools would keep them, and print them once re-enabled
             return
-        if counts and not values:
+        if counts or values:
+            timestamp = int(time.time() * 1000)
             try:
-                text = _count_lines(counts, int(time.time() * 1000))
-            except Exception as exc:  # a metric never fails the work it measures
-                logger.warning("metrics dropped", extra={"error": f"{type(exc).__name__}: {exc}"})
-            else:
-                _write(text)
-        elif counts or values:
-            groups: dict[_Dimensions, _Group] = {}
-            for (name, dimensions), total in counts.items():
-                group = groups.get(dimensions) or groups.setdefault(dimensions, _Group(dimensions, {}))
-                group.metrics[name] = ("Count", [float(total)])
-            for (name, dimensions), (unit, points) in values.items():
-                group = groups.get(dimensions) or groups.setdefault(dimensions, _Group(dimensions, {}))
-                if name in group.metrics:
-                    logger.warning("metric dropped: counted and recorded alike", extra={"metric": name})
-                    continue
-                group.metrics[name] = (unit, [float(point) for point in points])
-            try:
-                text = _emf_lines(list(groups.values()), int(time.time() * 1000))
+                if values:
+                    text = _emf_lines(_groups(counts, values), timestamp)
+                else:  # the usual invocation: counts alone, from a cached shape
+                    text = _count_lines(counts, timestamp)
             except Exception as exc:  # a metric never fails the work it measures
                 logger.warning("metrics dropped", extra={"error": f"{type(exc).__name__}: {exc}"})
             else:
