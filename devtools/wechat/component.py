@@ -56,6 +56,7 @@ from devtools.wechat.credentials import (
     beijing_day,
     beijing_month,
     live_token,
+    require_post_json,
     retire_previous,
 )
 
@@ -393,12 +394,7 @@ class OpenPlatform:
     ) -> dict[str, Any]:
         """The JSON WeChat answers; raises :class:`WeChatError` for an error answer."""
         # Every component API is "POST JSON": the documented request is a JSON body.
-        if method != "POST":
-            raise WeChatError(43002)
-        if body == "missing":
-            raise WeChatError(44002)
-        if body == "bad":
-            raise WeChatError(47001)
+        require_post_json(method, body)
         handlers: dict[ComponentEndpoint, Callable[[dict[str, Any]], dict[str, Any]]] = {
             "start_push_ticket": self._answer_start_push_ticket,
             "component_token": self._answer_component_token,

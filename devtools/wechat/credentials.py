@@ -62,6 +62,17 @@ class WeChatError(Exception):
         self.errcode = errcode
 
 
+def require_post_json(method: str, body: BodyState) -> None:
+    """WeChat's answers to a "POST JSON" API called otherwise: 43002 not POST, 44002 no body,
+    47001 a body that is not a JSON object (全局返回码)."""
+    if method != "POST":
+        raise WeChatError(43002)
+    if body == "missing":
+        raise WeChatError(44002)
+    if body == "bad":
+        raise WeChatError(47001)
+
+
 def live_token(index: Mapping[str, IssuedToken], value: object, now: float) -> IssuedToken:
     """The token ``value`` names in ``index``, as WeChat judges a request's token: none given
     41001, unknown or retired 40001, expired 42001 (全局返回码)."""

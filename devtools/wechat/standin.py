@@ -75,6 +75,7 @@ from devtools.wechat.credentials import (
     WeChatError,
     beijing_day,
     live_token,
+    require_post_json,
     retire_previous,
 )
 
@@ -584,12 +585,7 @@ class WeChatStandIn:
 
     def _answer_stable_token(self, method: str, params: dict[str, Any], body: BodyState) -> dict[str, Any]:
         # getStableAccessToken: "该接口仅支持 POST JSON 形式的调用".
-        if method != "POST":
-            raise WeChatError(43002)
-        if body == "missing":
-            raise WeChatError(44002)
-        if body == "bad":
-            raise WeChatError(47001)
+        require_post_json(method, body)
         force = params.get("force_refresh", False)
         if not isinstance(force, bool):
             raise WeChatError(47001)
