@@ -175,3 +175,57 @@ def test_an_empty_webhook_secret_is_a_config_error_that_says_how_to_fill_it():
 def test_an_empty_apps_secret_still_makes_an_unknown_app():
     with pytest.raises(UnknownAppError):
         AppsSource("wxtoken/apps", fetch=lambda: "{}").get("wx1111111111111111")
+
+
+def test_a_component_entry_is_a_platform_not_an_app():
+    # Given a secret with one app and one third-party platform (kind: component)
+    secret = json.dumps(
+        {
+            "wx1111111111111111": {"app_secret": "s1"},
+            "wxc0c0c0c0c0c0c0c0": {
+                "kind": "component",
+                "app_secret": "componentsecret",  # pragma: allowlist secret
+                "token": "platformtoken",
+                "encoding_aes_key": AES_KEY,
+                "jsapi_ticket": True,
+            },
+        }
+    )
+    source = AppsSource("apps", fetch=lambda: secret)
+    # Then the refresher's apps leave the platform out, and it is found as a component
+    assert set(source.all()) == {"wx1111111111111111"}
+    component = source.component("wxc0c0c0c0c0c0c0c0")
+    assert (component.kind, component.app_secret, component.jsapi_ticket) == (
+        "component",
+        "componentsecret",  # pragma: allowlist secret
+        True,
+    )
+    assert "componentsecret" not in repr(component)
+    with pytest.raises(UnknownAppError):
+        source.component("wx1111111111111111")  # an app is not a platform
+
+
+@pytest.mark.parametrize(
+    ("entry", "message"),
+    [
+        ({"kind": "platform", "app_secret": "s"}, 'kind must be "app"'),
+        ({"kind": "component", "app_secret": "s", "token": "abc"}, "needs its token and encoding_aes_key"),
+        ({"kind": "component", "token": "abc", "encoding_aes_key": AES_KEY}, "has no app_secret"),
+    ],
+)
+def test_a_bad_component_entry_is_reported_alone(entry, message):
+    parsed = parse_apps(json.dumps({"wxc0c0c0c0c0c0c0c0": entry, "wx1111111111111111": {"app_secret": "s"}}))
+    assert set(parsed.apps) == {"wx1111111111111111"}
+    assert not parsed.components
+    (problem,) = parsed.problems
+    assert problem.ref == "wxc0c0c0c0c0c0c0c0"
+    assert message in problem.message
+
+
+def test_a_component_in_the_webhook_secret_needs_no_app_secret():
+    secret = json.dumps(
+        {"wxc0c0c0c0c0c0c0c0": {"kind": "component", "token": "abc", "encoding_aes_key": AES_KEY}}
+    )
+    parsed = parse_apps(secret, WEBHOOK_SECRET)
+    assert parsed.components["wxc0c0c0c0c0c0c0c0"].app_secret is None
+    assert not parsed.apps

@@ -5,6 +5,17 @@ One Secrets Manager secret holds JSON keyed by appid::
     {"wx0123456789abcdef": {"app_secret": "…", "token": "…", "encoding_aes_key": "…",
                             "jsapi_ticket": true}}
 
+An entry may instead be a WeChat Open Platform third-party platform (第三方平台), by its
+component appid::
+
+    {"wxCOMPONENT…": {"kind": "component", "app_secret": "<component_appsecret>",
+                      "token": "…", "encoding_aes_key": "…", "jsapi_ticket": false}}
+
+``kind`` defaults to ``app``. A component's ``token`` and ``encoding_aes_key`` are the
+platform's 消息校验Token and 消息加解密Key (WeChat encrypts the ticket pushes, authorization
+events and its authorizers' messages with them); its ``jsapi_ticket`` is the default for
+every authorizer. Authorizers are not in the secret: they come from WeChat.
+
 The webhook may read a second one instead, the *webhook secret* (``WECHAT_WEBHOOK_SECRET_ID``),
 with the same keys but no ``app_secret``: ``{"wx…": {"token": "…", "encoding_aes_key": "…"}}``.
 The webhook faces the internet and runs the user's own code; an AppSecret lets its holder
@@ -24,6 +35,7 @@ import json
 import re
 import threading
 from collections.abc import Callable, Mapping
+from enum import StrEnum
 from typing import Any
 
 from wxtoken.budget import SECRET
@@ -47,6 +59,14 @@ APPS_SECRET = SecretShape("apps secret", needs_app_secret=True)
 WEBHOOK_SECRET = SecretShape("webhook secret", needs_app_secret=False)
 
 
+class AppKind(StrEnum):
+    """What an entry of the secret is: an account with its own AppSecret, or a third-party
+    platform whose authorizers' tokens wxtoken fetches with the component's token."""
+
+    APP = "app"
+    COMPONENT = "component"
+
+
 class AppConfig(Frozen):
     _hidden = frozenset({"app_secret", "token", "encoding_aes_key"})  # secrets: never in a repr
 
@@ -56,6 +76,7 @@ class AppConfig(Frozen):
     token: str | None = None
     encoding_aes_key: str | None = None
     jsapi_ticket: bool = False
+    kind: AppKind = AppKind.APP
 
 
 class AppProblem(Frozen):
@@ -70,10 +91,12 @@ class AppProblem(Frozen):
 
 
 class ParsedApps(Frozen):
-    """The usable apps of the secret, and the entries that are not (each on its own)."""
+    """The usable apps of the secret, its third-party platforms (``kind: component``), and
+    the entries that are not usable (each on its own)."""
 
     apps: dict[str, AppConfig]
     problems: tuple[AppProblem, ...] = ()
+    components: dict[str, AppConfig] = {}  # noqa: RUF012 - Frozen: never mutated
 
 
 def parse_apps(secret_string: str, shape: SecretShape = APPS_SECRET) -> ParsedApps:
@@ -92,6 +115,7 @@ def parse_apps(secret_string: str, shape: SecretShape = APPS_SECRET) -> ParsedAp
     if not isinstance(raw, dict):
         raise ConfigError(f'the {name} must be a JSON object keyed by appid: {{"wx…": {{…}}}}')
     apps: dict[str, AppConfig] = {}
+    components: dict[str, AppConfig] = {}
     problems: list[AppProblem] = []
     for position, (appid, entry) in enumerate(raw.items(), start=1):
         if not _APPID.match(appid):
@@ -104,10 +128,12 @@ def parse_apps(secret_string: str, shape: SecretShape = APPS_SECRET) -> ParsedAp
             )
             continue
         try:
-            apps[appid] = _parse_app(appid, entry, shape)
+            app = _parse_app(appid, entry, shape)
         except ConfigError as exc:
             problems.append(AppProblem(appid, str(exc)))
-    return ParsedApps(apps, tuple(problems))
+            continue
+        (components if app.kind is AppKind.COMPONENT else apps)[appid] = app
+    return ParsedApps(apps, tuple(problems), components)
 
 
 def _parse_app(appid: str, entry: Any, shape: SecretShape) -> AppConfig:
@@ -115,6 +141,10 @@ def _parse_app(appid: str, entry: Any, shape: SecretShape) -> AppConfig:
     if not isinstance(entry, dict):
         wanted = "an object with app_secret" if shape.needs_app_secret else 'an object ({} or {"token": …})'
         raise ConfigError(f"{name} entry {appid} must be {wanted}")
+    raw_kind = entry.get("kind", AppKind.APP.value)
+    if raw_kind not in (AppKind.APP.value, AppKind.COMPONENT.value):
+        raise ConfigError(f'{name} entry {appid}: kind must be "app" (the default) or "component"')
+    kind = AppKind(raw_kind)
     secret: str | None = None
     if shape.needs_app_secret:
         raw_secret = entry.get("app_secret")
@@ -130,7 +160,14 @@ def _parse_app(appid: str, entry: Any, shape: SecretShape) -> AppConfig:
     ticket = entry.get("jsapi_ticket", False)
     if not isinstance(ticket, bool):
         raise ConfigError(f"{name} entry {appid}: jsapi_ticket must be true or false")
-    return AppConfig(appid, secret, token, aes_key, ticket)
+    if kind is AppKind.COMPONENT and (token is None or aes_key is None):
+        # WeChat encrypts every push to a platform (tickets, authorizations): without them
+        # no ticket is ever read, and the component token can never be fetched.
+        raise ConfigError(
+            f"{name} entry {appid}: a component needs its token and encoding_aes_key (the "
+            "platform's 消息校验Token and 消息加解密Key at open.weixin.qq.com)"
+        )
+    return AppConfig(appid, secret, token, aes_key, ticket, kind)
 
 
 class AppsSource:
@@ -163,6 +200,22 @@ class AppsSource:
     def all(self) -> Mapping[str, AppConfig]:
         """The usable apps (an entry that is not is left out: see :meth:`problems`)."""
         return self._parse().apps
+
+    def components(self) -> Mapping[str, AppConfig]:
+        """The usable third-party platforms (``kind: component``), by component appid."""
+        return self._parse().components
+
+    def component(self, appid: str) -> AppConfig:
+        """The platform; :class:`UnknownAppError` if the secret has no such component,
+        :class:`MisconfiguredAppError` if its entry is not usable."""
+        parsed = self._parse()
+        component = parsed.components.get(appid)
+        if component is not None:
+            return component
+        for problem in parsed.problems:
+            if problem.ref == appid:
+                raise MisconfiguredAppError(appid, problem.message)
+        raise UnknownAppError(appid)
 
     def problems(self) -> tuple[AppProblem, ...]:
         """The entries of the secret that cannot be used, each with why."""

@@ -103,6 +103,17 @@ class TokenRejectedError(WeChatAPIError):
     """An API call was refused because its access_token is invalid or expired."""
 
 
+class ComponentTicketError(WeChatAPIError):
+    """A third-party platform's component_verify_ticket is expired or not WeChat's (61005,
+    61006), or none has been received: no component token can be fetched until a push arrives."""
+
+
+class RefreshTokenRejectedError(WeChatAPIError):
+    """WeChat refused an authorizer_refresh_token (61023): it was replaced or revoked. The
+    current one is in api_get_authorizer_list; if it is not there, the account must authorize
+    the platform again."""
+
+
 class BadRequest(WxTokenError):
     """A request to the webhook that is malformed or not signed by WeChat."""
 

@@ -27,6 +27,31 @@ class RecordName(StrEnum):
     FORCE_REFRESH_QUOTA = "force_refresh_quota"
     # Written before every call that may retire the stored token; see MintIntent.
     MINT_INTENT = "mint_intent"
+    # Open Platform (third-party platform), under the component appid: the ticket WeChat
+    # pushes every 10 minutes (written by the webhook), the component token (by the refresher)
+    # and its mint intent, the last authorizer import, the last api_start_push_ticket.
+    COMPONENT_VERIFY_TICKET = "component_verify_ticket"
+    COMPONENT_ACCESS_TOKEN = "component_access_token"
+    COMPONENT_MINT_INTENT = "component_mint_intent"
+    AUTHORIZER_IMPORT = "authorizer_import"
+    PUSH_TICKET_RESTART = "push_ticket_restart"
+    # Under an authorizer's appid: its refresh token (durable, never served: see
+    # AuthorizerGrant), its refresh schedule, and the last authorization event the webhook
+    # received for it (authorized / updateauthorized / unauthorized), until the refresher
+    # has acted on it. Its access token and jsapi ticket use the app records above.
+    AUTHORIZER_REFRESH_TOKEN = "authorizer_refresh_token"
+    REFRESH_SCHEDULE = "refresh_schedule"
+    AUTHORIZATION_EVENT = "authorization_event"
+
+
+# The records a credential's value is kept under: a ticket's field is "ticket", a token's
+# "access_token" (the stored JSON is the contract every reader parses).
+_TICKET_RECORDS = frozenset({RecordName.JSAPI_TICKET, RecordName.COMPONENT_VERIFY_TICKET})
+
+
+def value_field(name: RecordName) -> str:
+    """The JSON field holding a credential's value in record ``name``."""
+    return "ticket" if name in _TICKET_RECORDS else "access_token"
 
 
 # How far ahead of a reader's clock a stored time may be before the record counts as damaged:
@@ -58,7 +83,7 @@ class Credential(Frozen):
         )
 
     def to_record(self, name: RecordName) -> dict[str, Any]:
-        field = "ticket" if name is RecordName.JSAPI_TICKET else "access_token"
+        field = value_field(name)
         return {field: self.value, "expires_at": self.expires_at, "fetched_at": self.fetched_at}
 
     @classmethod
@@ -69,7 +94,7 @@ class Credential(Frozen):
         edit, ``Infinity``, a truncated write), make the record damaged: it must never be
         handed out, nor block the write that replaces it.
         """
-        field = "ticket" if name is RecordName.JSAPI_TICKET else "access_token"
+        field = value_field(name)
 
         def build() -> Credential:
             value = record[field]
@@ -246,10 +271,65 @@ class TokenStore(Protocol):
         store cannot hold them (the webhook then uses its DynamoDB table)."""
         ...
 
+    def platform_store(self) -> PlatformStore | None:
+        """The Open Platform queues on this store, or ``None`` when it cannot keep them
+        (SSM and Redis: Open Platform needs ``TOKEN_STORE=dynamodb``; docs/configuration.md)."""
+        ...
+
     def lease(self, appid: str, ttl_seconds: float) -> AbstractContextManager[None]:
         """Hold this app's refresh lease for the ``with`` block.
 
         Raises :class:`~wxtoken.errors.LeaseBusyError` at once (no waiting) when someone
         else holds it. A holder that dies loses the lease after ``ttl_seconds``.
         """
+        ...
+
+
+class QueuedAuthorizer(Frozen):
+    """An authorizer in a component's queue: its appid and when it is due (unix seconds)."""
+
+    appid: str
+    due_at: float
+
+
+class PlatformStore(Protocol):
+    """What Open Platform needs beyond :class:`TokenStore`, for thousands of authorizers.
+
+    A queue per component, ordered by when each authorizer's token is due for refresh, so a
+    run takes what is due in bounded batches instead of reading every authorizer; and a
+    queue of authorization events the webhook received, which the refresher acts on. Only a
+    store that can index its records offers it (DynamoDB: a sparse global secondary index);
+    :meth:`TokenStore.platform_store` says which.
+    """
+
+    def schedule(self, appid: str, component_appid: str, due_at: float, record: dict[str, Any]) -> None:
+        """Write authorizer ``appid``'s :attr:`RecordName.REFRESH_SCHEDULE` record and put it
+        in ``component_appid``'s queue at ``due_at`` (replacing any earlier place)."""
+        ...
+
+    def unschedule(self, appid: str) -> None:
+        """Take ``appid`` out of its component's queue (and drop its schedule record)."""
+        ...
+
+    def due(self, component_appid: str, now: float, limit: int) -> list[QueuedAuthorizer]:
+        """Up to ``limit`` authorizers of the component due at ``now``, earliest first.
+
+        May lag a write by a second or so (an index is eventually consistent): callers
+        read the authorizer's records before they act, and act under its lease."""
+        ...
+
+    def post_event(self, appid: str, component_appid: str, record: dict[str, Any]) -> bool:
+        """Store authorization event ``record`` (with a ``fetched_at``: WeChat's CreateTime)
+        for authorizer ``appid`` unless one at least as new is stored, and queue it for the
+        component's refresher. Returns whether it was written (an older push loses)."""
+        ...
+
+    def pending_events(self, component_appid: str, limit: int) -> list[str]:
+        """Authorizers of the component with an authorization event not yet acted on,
+        oldest first (up to ``limit``)."""
+        ...
+
+    def delete(self, appid: str, name: RecordName, *, expected: str | None = None) -> bool:
+        """Delete the record; with ``expected``, only if it is still exactly that (raw).
+        Returns whether a record was deleted."""
         ...

@@ -263,6 +263,10 @@ class DynamoDBTokenStore:
 
     # -- dedup -----------------------------------------------------------------------------
 
+    def platform_store(self) -> None:
+        """Open Platform needs a store that indexes its records (TOKEN_STORE=dynamodb)."""
+        return None
+
     def dedup_backend(self) -> DedupBackend:
         """The webhook's dedup records in this same table, keyed ``wxtoken-dedup#<hash>`` and
         expired by the table's TTL on ``expires_at``.

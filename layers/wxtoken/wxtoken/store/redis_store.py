@@ -249,6 +249,10 @@ class RedisTokenStore:
             raise _store_error("write script", exc) from None
         return bool(written)
 
+    def platform_store(self) -> None:
+        """Open Platform needs a store that indexes its records (TOKEN_STORE=dynamodb)."""
+        return None
+
     def dedup_backend(self) -> DedupBackend:
         """powertools' cache persistence on this store's client (one pool, one AUTH per
         container), keys prefixed :data:`DEDUP_KEY_PREFIX`."""

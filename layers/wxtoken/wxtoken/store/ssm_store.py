@@ -123,6 +123,10 @@ class SSMTokenStore:
                     self._client = self._client_factory()
         return self._client
 
+    def platform_store(self) -> None:
+        """Open Platform needs a store that indexes its records (TOKEN_STORE=dynamodb)."""
+        return None
+
     def dedup_backend(self) -> None:
         """SSM cannot hold dedup records (no expiry, a few writes per second): the webhook
         uses its DynamoDB table."""

@@ -164,6 +164,33 @@ class WeChatAPI:
         query = {**(params or {}), "access_token": access_token}
         return self._request(method, path, params=query, json=json, deadline=deadline, token_api=False)
 
+    def post(
+        self,
+        path: str,
+        body: Mapping[str, Any],
+        *,
+        deadline: Deadline,
+        params: Mapping[str, Any] | None = None,
+        mints: bool = False,
+    ) -> dict[str, Any]:
+        """A JSON POST under the one retry policy (Open Platform's component endpoints).
+
+        ``mints``: the call hands out a new credential and may retire the previous one, so an
+        ambiguous failure is replayed once only, as for ``/cgi-bin/token``. 40001/40014/42001
+        raise :class:`TokenRejectedError` (the component_access_token in ``params`` was
+        refused) unless the call is itself the token endpoint (``mints`` without ``params``).
+        """
+        token_api = mints and not params
+        return self._request(
+            "POST",
+            path,
+            params=params,
+            json=dict(body),
+            deadline=deadline,
+            token_api=token_api,
+            ambiguous_replays=1 if mints else None,
+        )
+
     # --- the one retry loop ----------------------------------------------------------
     @tracer.capture_method(capture_response=False)  # answers carry tokens
     def _request(

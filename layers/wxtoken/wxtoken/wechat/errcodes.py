@@ -3,7 +3,9 @@
 Each entry says what the user should do; the messages end up in the refresh result, the
 logs and the alarm, so they are written for the person on call.
 Source: WeChat's global return codes page (公众号 全局返回码说明) and the getAccessToken /
-getStableAccessToken / getticket API pages.
+getStableAccessToken / getticket API pages; the 61xxx codes from the Open Platform's
+third-party platform pages (api_component_token, api_query_auth, api_authorizer_token) and,
+for 61023, WeChat's answers quoted in binarywang/WxJava#1533.
 """
 
 from __future__ import annotations
@@ -12,9 +14,11 @@ import re
 from typing import Final
 
 from wxtoken.errors import (
+    ComponentTicketError,
     InvalidCredentialError,
     IPNotAllowlistedError,
     QuotaExceededError,
+    RefreshTokenRejectedError,
     RetryableWeChatError,
     TokenRejectedError,
     WeChatAPIError,
@@ -65,9 +69,46 @@ _TABLE: Final[dict[int, tuple[type[WeChatAPIError], str]]] = {
         "an administrator refused calls from this IP: it is blocked for 15 minutes; add it to "
         "the allow-list if the calls are yours",
     ),
+    48006: (
+        QuotaExceededError,
+        "this account's quota resets (clear_quota) are used up for the month: wait for the "
+        "daily reset at midnight Beijing time",
+    ),
+    61003: (InvalidCredentialError, "this account has not authorized the third-party platform"),
+    61005: (
+        ComponentTicketError,
+        "the component_verify_ticket has expired (12 h): WeChat pushes one every 10 minutes to "
+        "the platform's 授权事件接收URL, which must be https://<api>/open/<component_appid>/events; "
+        "wxtoken asks WeChat to restart pushes (api_start_push_ticket) (docs/open-platform.md)",
+    ),
+    61006: (
+        ComponentTicketError,
+        "the component_verify_ticket is not valid: check that the 授权事件接收URL and the "
+        "platform's token / encoding_aes_key in the apps secret are this platform's",
+    ),
+    61009: (
+        InvalidCredentialError,
+        "the authorization code is not valid (already used, or another platform's)",
+    ),
+    61010: (
+        InvalidCredentialError,
+        "the authorization code has expired: the account's next authorization (or the daily "
+        "import from api_get_authorizer_list) brings its refresh token",
+    ),
+    61011: (
+        InvalidCredentialError,
+        "the component appid is not a third-party platform: check the apps secret",
+    ),
+    61023: (
+        RefreshTokenRejectedError,
+        "WeChat refused the authorizer_refresh_token: wxtoken looks for the current one in "
+        "api_get_authorizer_list; if the account is not there it must authorize the platform again",
+    ),
 }
 
-_SENSITIVE = re.compile(r"(?i)(secret|access_token|ticket|appsecret)=[^&\s]+")
+_SENSITIVE = re.compile(
+    r"(?i)(secret|access_token|ticket|appsecret|refresh_token|authorization_code)=[^&\s]+"
+)
 
 
 def error_for(errcode: int, errmsg: str, *, on_token_api: bool) -> WeChatAPIError:
