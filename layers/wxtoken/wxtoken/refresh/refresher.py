@@ -69,6 +69,7 @@ from wxtoken.refresh.rules import (
     reason_to_refresh,
     ticket_due,
 )
+from wxtoken.refresh.subject import Subject
 from wxtoken.store.base import (
     PLAUSIBLE_AHEAD_SECONDS,
     Credential,
@@ -221,7 +222,7 @@ class Refresher:
 
         def seconds_left(appid: str) -> float | None:
             try:
-                stored = (seen or {}).get(appid) or self._read_token(appid)
+                stored = (seen or {}).get(appid) or self.read_credential(appid)
             except Exception as exc:  # reporting must not fail the run it reports on
                 logger.warning(
                     "could not read the stored token to report its expiry",
@@ -282,7 +283,7 @@ class Refresher:
         if outcome.refreshed or outcome.errors or deadline.remaining() < _PROBE_SECONDS + 1.0:
             return outcome  # just stored, or the refresh already failed: nothing to learn
         try:
-            stored = outcome.seen or self._read_token(app.appid)
+            stored = outcome.seen or self.read_credential(app.appid)
         except WxTokenError:
             return outcome
         if stored is None:
@@ -310,24 +311,34 @@ class Refresher:
         return outcome
 
     # --- one app ---------------------------------------------------------------------
-    @tracer.capture_method(capture_response=False)
     def refresh_app(self, app: AppConfig, request: RefreshRequest, deadline: Deadline) -> _Outcome:
-        """Refresh one app's token if this request still needs it, single-flight.
+        """Refresh one app's token if this request still needs it (:meth:`refresh_subject`)."""
+        return self.refresh_subject(self.app_subject(app), request, deadline)
+
+    def app_subject(self, app: AppConfig) -> Subject:
+        """An app's access token, minted with its own AppSecret (token or stable_token)."""
+        return Subject(
+            app.appid, lambda deadline, force: self._mint(app, deadline, force), stable=self._stable
+        )
+
+    @tracer.capture_method(capture_response=False)
+    def refresh_subject(self, subject: Subject, request: RefreshRequest, deadline: Deadline) -> _Outcome:
+        """Refresh one credential if this request still needs it, single-flight.
 
         While another caller holds the lease, this one polls the stored record (cheap: one
         read) and tries the lease again only every ``_LEASE_RETRY_SECONDS`` — in the common
         case the holder's new token satisfies it first, and SSM's PutParameter quota is
         never spent on waiting.
         """
-        local = self._local_lock(app.appid)
+        local = self._local_lock(f"{subject.appid}/{subject.token_record}")
         # Threads of one process queue here first, so only one of them at a time polls the
         # store; the others then find the token it stored and skip.
         if not local.acquire(timeout=max(deadline.remaining() - 1.0, 0.0)):
             raise RefreshInProgressError(
-                f"another refresh of {app.appid} in this process took longer than this call could wait"
+                f"another refresh of {subject.appid} in this process took longer than this call could wait"
             )
         try:
-            return self._refresh_app_single_flight(app, request, deadline)
+            return self._refresh_single_flight(subject, request, deadline)
         finally:
             local.release()
 
@@ -335,66 +346,67 @@ class Refresher:
         with self._local_locks_guard:
             return self._local_locks.setdefault(appid, threading.Lock())
 
-    def _refresh_app_single_flight(
-        self, app: AppConfig, request: RefreshRequest, deadline: Deadline
+    def _refresh_single_flight(
+        self, subject: Subject, request: RefreshRequest, deadline: Deadline
     ) -> _Outcome:
         backoff = 0.05
         next_lease_try = 0.0
         while True:
-            state = self._read_state(app.appid)
+            state = self._read_state(subject)
             reason = reason_to_refresh(request, state, self._clock(), self._settings.guard_margin_seconds)
             if reason is None:
-                return _Outcome(app.appid, skipped_reason=self._why_not(request), seen=state.credential)
+                return _Outcome(subject.appid, skipped_reason=self._why_not(request), seen=state.credential)
             if self._monotonic() >= next_lease_try:
                 with ExitStack() as held:
                     try:
-                        held.enter_context(self._store.lease(app.appid, self._settings.lease_seconds))
+                        held.enter_context(self._store.lease(subject.appid, self._settings.lease_seconds))
                     except LeaseBusyError:
                         next_lease_try = self._monotonic() + _LEASE_RETRY_SECONDS
                     else:
-                        return self._refresh_under_lease(app, request, deadline)
+                        return self._refresh_under_lease(subject, request, deadline)
             wait = backoff * (0.5 + random.random())  # noqa: S311 - jitter, not crypto
             if deadline.remaining() < wait + 1.0:
                 raise RefreshInProgressError(
-                    f"another refresh of {app.appid} held the lease for longer than this "
+                    f"another refresh of {subject.appid} held the lease for longer than this "
                     "invocation could wait; it will be retried"
                 )
             self._sleep(wait)
             backoff = min(backoff * 2, 1.0)
 
-    def _refresh_under_lease(self, app: AppConfig, request: RefreshRequest, deadline: Deadline) -> _Outcome:
+    def _refresh_under_lease(self, subject: Subject, request: RefreshRequest, deadline: Deadline) -> _Outcome:
         # What we read before taking the lease may be stale by now.
-        state = self._read_state(app.appid)
+        state = self._read_state(subject)
         reason = reason_to_refresh(request, state, self._clock(), self._settings.guard_margin_seconds)
         if reason is None:
-            return _Outcome(app.appid, skipped_reason=self._why_not(request), seen=state.credential)
+            return _Outcome(subject.appid, skipped_reason=self._why_not(request), seen=state.credential)
         # Finish well inside the lease, so no one else can take it while we work.
         lease = self._settings.lease_seconds
         return self._fetch_and_store(
-            app, request, reason, state, deadline.capped(max(lease * 0.75, lease - 10))
+            subject, request, reason, state, deadline.capped(max(lease * 0.75, lease - 10))
         )
 
     def _fetch_and_store(
-        self, app: AppConfig, request: RefreshRequest, reason: str, state: TokenState, deadline: Deadline
+        self, subject: Subject, request: RefreshRequest, reason: str, state: TokenState, deadline: Deadline
     ) -> _Outcome:
-        force = request.trigger is Trigger.FORCE and self._stable
+        appid = subject.appid
+        force = request.trigger is Trigger.FORCE and subject.stable
         if force:
-            self._spend_force_quota(app.appid)
+            self._spend_force_quota(appid)
         asked_at = self._clock()
         # A classic token call, and a forced stable_token, retire the stored token: leave a
         # trace first (a StoreError here means no WeChat call: its answer could not be kept).
-        written = self._write_intent(app.appid, asked_at, state) if (force or not self._stable) else None
+        written = self._write_intent(subject, asked_at, state) if (force or not subject.stable) else None
         intent = written[0] if written else None
         try:
-            grant = self._mint(app, deadline, force)
+            grant = subject.mint(deadline, force)
         except WeChatAPIError as exc:
             if written is not None and not _maybe_minted(exc):
-                self._settle(app.appid, *written)
+                self._settle(subject, *written)
             elif written is not None:
                 logger.warning(
                     "WeChat may have minted a token whose answer was lost; the stored token is marked "
                     "suspect and the guard replaces it within a minute",
-                    extra={"appid": app.appid, "error_type": type(exc).__name__},
+                    extra={"appid": appid, "error_type": type(exc).__name__, "what": subject.what},
                 )
             raise
         previous = state.credential
@@ -403,25 +415,25 @@ class Refresher:
             # minutes; nothing new to store, and its lifetime is already on record.
             # WeChat says it is current: whatever made it suspect is settled.
             if written is not None:
-                self._settle(app.appid, *written)
+                self._settle(subject, *written)
             elif state.suspect:
-                self._settle(app.appid, state.intent, state.intent_raw)
-            return _Outcome(app.appid, skipped_reason="WeChat returned the token already stored")
+                self._settle(subject, state.intent, state.intent_raw)
+            return _Outcome(appid, skipped_reason="WeChat returned the token already stored")
         # WeChat has just replaced the old token, so this one must win even if this
         # container's clock is behind the one that wrote the previous record; and it
         # resolves every intent written before the call.
         fetched_at = self._fetched_at_after(previous, intent, state.intent)
         credential = self._credential(grant, asked_at, fetched_at)
-        self._check_lifetime(app.appid, credential, fetched_at)
+        self._check_lifetime(appid, credential, fetched_at)
         stored = self._store.replace(
-            app.appid,
-            RecordName.ACCESS_TOKEN,
-            credential.to_record(RecordName.ACCESS_TOKEN),
+            appid,
+            subject.token_record,
+            credential.to_record(subject.token_record),
             credential.seconds_left(fetched_at),
             expected=state.raw,
         )
         if not stored:
-            return self._lost_race(app, grant)
+            return self._lost_race(subject)
         if grant.maybe_overtaken:
             # A timed-out attempt may still mint after the replay: keep the stored token
             # suspect, so the guard mints once more a minute from now, when that attempt is
@@ -429,21 +441,23 @@ class Refresher:
             logger.warning(
                 "an earlier token call timed out and may still mint a newer token; the guard "
                 "replaces the one stored now within a minute",
-                extra={"appid": app.appid},
+                extra={"appid": appid},
             )
-            self._write_intent(app.appid, credential.fetched_at, self._read_state(app.appid))
-        put_app_metric(TOKEN_REFRESHED, MetricUnit.Count, 1, app.appid)
-        count(TOKEN_REFRESHED)
+            self._write_intent(subject, credential.fetched_at, self._read_state(subject))
+        if subject.per_app_metrics:
+            put_app_metric(TOKEN_REFRESHED, MetricUnit.Count, 1, appid)
+            count(TOKEN_REFRESHED)
         logger.info(
             "token refreshed",
             extra={
-                "appid": app.appid,
+                "appid": appid,
+                "what": subject.what,
                 "trigger": request.trigger.value,
                 "reason": reason,
                 "expires_in": grant.expires_in,
             },
         )
-        return _Outcome(app.appid, refreshed=True)
+        return _Outcome(appid, refreshed=True, seen=credential)
 
     def _mint(self, app: AppConfig, deadline: Deadline, force: bool) -> Grant:
         """The token call. A forced stable_token whose answer was lost is asked again in
@@ -471,25 +485,23 @@ class Refresher:
                 again.processed_earlier = True  # the forced call may have minted all the same
                 raise
 
-    def _lost_race(self, app: AppConfig, grant: Grant) -> _Outcome:
+    def _lost_race(self, subject: Subject) -> _Outcome:
         """Another refresh stored a token while this one was minting (a lease taken over
         from a holder that overran it, a writer whose clock is off). Which of the two WeChat
         minted last — the only one sure to live — is unknown, so this one is not written
         over it; the stored token is marked suspect, and the next run mints once more under
         the lease."""
         now = self._clock()
-        state = self._read_state(app.appid)
-        self._write_intent(
-            app.appid, max(now, state.credential.fetched_at if state.credential else now), state
-        )
+        state = self._read_state(subject)
+        self._write_intent(subject, max(now, state.credential.fetched_at if state.credential else now), state)
         raise RetryableWeChatError(
             None,
-            f"another refresh stored a token for {app.appid} while this one was minting; which one "
+            f"another refresh stored a token for {subject.appid} while this one was minting; which one "
             "WeChat issued last is unknown, so the stored token is marked suspect and replaced by the "
             "next run",
         )
 
-    def _write_intent(self, appid: str, asked_at: float, state: TokenState) -> tuple[MintIntent, str]:
+    def _write_intent(self, subject: Subject, asked_at: float, state: TokenState) -> tuple[MintIntent, str]:
         """Replace the intent read in ``state`` (damaged or not) with an unsettled one at
         ``asked_at`` (or just after the one it replaces); returns it and its stored bytes.
 
@@ -501,22 +513,26 @@ class Refresher:
         intent = MintIntent(asked_at=at, settled=False, fetched_at=at)
         record = intent.to_record()
         if not self._store.replace(
-            appid, RecordName.MINT_INTENT, record, _INTENT_TTL_SECONDS, expected=state.intent_raw
+            subject.appid, subject.intent_record, record, _INTENT_TTL_SECONDS, expected=state.intent_raw
         ):
-            raise StoreError(f"another refresh of {appid} wrote its mint intent meanwhile; not minting")
+            raise StoreError(
+                f"another refresh of {subject.appid} wrote its mint intent meanwhile; not minting"
+            )
         return intent, encode(record)
 
-    def _settle(self, appid: str, intent: MintIntent | None, raw: str | None) -> None:
+    def _settle(self, subject: Subject, intent: MintIntent | None, raw: str | None) -> None:
         """WeChat certainly minted nothing (or says the stored token is current): replace the
         intent stored as ``raw`` with a settled one. A failure only costs one more refresh."""
         asked_at = intent.asked_at if intent is not None else self._clock()
         settled = MintIntent(asked_at, settled=True, fetched_at=self._fetched_at_after(intent))
         try:
             self._store.replace(
-                appid, RecordName.MINT_INTENT, settled.to_record(), _INTENT_TTL_SECONDS, expected=raw
+                subject.appid, subject.intent_record, settled.to_record(), _INTENT_TTL_SECONDS, expected=raw
             )
         except WxTokenError as exc:
-            logger.warning("could not settle the mint intent", extra={"appid": appid, "error": str(exc)})
+            logger.warning(
+                "could not settle the mint intent", extra={"appid": subject.appid, "error": str(exc)}
+            )
 
     def _check_lifetime(self, appid: str, credential: Credential, now: float) -> None:
         """Refuse to store a token that would lapse before the next run could replace it.
@@ -558,7 +574,7 @@ class Refresher:
         if not app.jsapi_ticket:
             return None
         try:
-            token = self._read_token(app.appid)
+            token = self.read_credential(app.appid)
             if token is None:
                 return None  # the token's own failure is already reported
             now = self._clock()
@@ -602,9 +618,10 @@ class Refresher:
             return "stored token differs from the rejected one: already refreshed"
         return "refreshed by a concurrent run after this request was made"
 
-    def _read_state(self, appid: str) -> TokenState:
+    def _read_state(self, subject: Subject) -> TokenState:
         """The stored token as the refresher decides on it: raw, parsed, damaged, suspect."""
-        raw = self._store.read_raw(appid, RecordName.ACCESS_TOKEN)
+        appid = subject.appid
+        raw = self._store.read_raw(appid, subject.token_record)
         credential: Credential | None = None
         damaged = False
         # Times this far ahead are a hand edit or corruption, never a clock's skew: trusting
@@ -614,20 +631,22 @@ class Refresher:
         if raw is not None:
             try:
                 credential = Credential.from_record(
-                    RecordName.ACCESS_TOKEN, decode(raw, "access_token record")
+                    subject.token_record, decode(raw, f"{subject.token_record} record")
                 )
                 if not credential.plausible(now):
-                    raise DamagedRecordError("stored access_token record has times far in the future")
+                    raise DamagedRecordError(
+                        f"stored {subject.token_record} record has times far in the future"
+                    )
             except DamagedRecordError as exc:
                 credential = None
                 damaged = True
                 logger.error(
                     "the stored token record is damaged; this run replaces it",
-                    extra={"appid": appid, "error": str(exc)},
+                    extra={"appid": appid, "what": subject.what, "error": str(exc)},
                 )
         intent: MintIntent | None = None
         suspect = False
-        intent_raw = self._store.read_raw(appid, RecordName.MINT_INTENT)
+        intent_raw = self._store.read_raw(appid, subject.intent_record)
         if intent_raw is not None:
             try:
                 intent = MintIntent.from_record(decode(intent_raw, "mint intent"))
@@ -639,11 +658,11 @@ class Refresher:
                 suspect = True  # a damaged trace of a mint: assume the worst; one refresh repairs it
         return TokenState(raw, credential, damaged, suspect, intent, intent_raw)
 
-    def _read_token(self, appid: str) -> Credential | None:
-        """The stored token, or ``None`` when there is none or its record is damaged."""
+    def read_credential(self, appid: str, name: RecordName = RecordName.ACCESS_TOKEN) -> Credential | None:
+        """The stored token (or ticket), or ``None`` when there is none or its record is damaged."""
         try:
-            raw = self._store.read(appid, RecordName.ACCESS_TOKEN)
-            return Credential.from_record(RecordName.ACCESS_TOKEN, raw) if raw else None
+            raw = self._store.read(appid, name)
+            return Credential.from_record(name, raw) if raw else None
         except DamagedRecordError:
             return None
 
