@@ -106,15 +106,13 @@ def _finite_fetched_at(record: dict[str, Any]) -> float:
 
 def _queued(entry: dict[str, Any], suffix: str) -> QueuedAuthorizer | None:
     """The authorizer an index entry (``name``, ``queue``, ``due_at``) stands for; ``None``
-    for an entry that is not ``{appid}{suffix}`` or has no numeric ``due_at`` (a hand edit)."""
-    name = entry.get(KEY, {}).get("S")
-    due_at = entry.get(DUE_AT, {}).get("N")
-    if not isinstance(name, str) or not name.endswith(suffix) or len(name) == len(suffix):
+    for an entry whose name is not ``{appid}{suffix}`` (an item written by hand with a
+    ``queue``). DynamoDB keeps only a numeric ``due_at`` in the index: it refuses any write
+    that gives an index key another type."""
+    name = entry[KEY]["S"]
+    if not name.endswith(suffix) or len(name) == len(suffix):
         return None
-    try:
-        return QueuedAuthorizer(appid=name[: -len(suffix)], due_at=float(due_at))
-    except (TypeError, ValueError):
-        return None
+    return QueuedAuthorizer(appid=name[: -len(suffix)], due_at=float(entry[DUE_AT]["N"]))
 
 
 def _stored_fetched_at(raw: str) -> float | None:
