@@ -244,6 +244,22 @@ def redacted_url(url: str) -> str:
     return url
 
 
+def create_table_params(name: str, props: dict[str, Any]) -> dict[str, Any]:
+    """``CreateTable``'s parameters for an ``AWS::DynamoDB::Table`` of the template: its keys,
+    billing and global secondary indexes (TokenTable's Open Platform queues)."""
+    create: dict[str, Any] = {
+        "TableName": name,
+        "KeySchema": props["KeySchema"],
+        "AttributeDefinitions": props["AttributeDefinitions"],
+        "BillingMode": props.get("BillingMode", "PROVISIONED"),
+    }
+    if "ProvisionedThroughput" in props:
+        create["ProvisionedThroughput"] = {k: int(v) for k, v in props["ProvisionedThroughput"].items()}
+    if "GlobalSecondaryIndexes" in props:
+        create["GlobalSecondaryIndexes"] = props["GlobalSecondaryIndexes"]
+    return create
+
+
 class LocalSystem:
     """Start with :meth:`start`, stop with :meth:`stop` (which undoes whatever started)."""
 
@@ -476,17 +492,7 @@ class LocalSystem:
         dynamodb = self.client("dynamodb")
         for table in self.template.resources_of_type("AWS::DynamoDB::Table"):
             props = table.properties
-            create: dict[str, Any] = {
-                "TableName": table.physical_id,
-                "KeySchema": props["KeySchema"],
-                "AttributeDefinitions": props["AttributeDefinitions"],
-                "BillingMode": props.get("BillingMode", "PROVISIONED"),
-            }
-            if "ProvisionedThroughput" in props:
-                create["ProvisionedThroughput"] = {
-                    k: int(v) for k, v in props["ProvisionedThroughput"].items()
-                }
-            dynamodb.create_table(**create)
+            dynamodb.create_table(**create_table_params(table.physical_id, props))
             ttl = props.get("TimeToLiveSpecification")
             if ttl and ttl.get("Enabled"):
                 dynamodb.update_time_to_live(

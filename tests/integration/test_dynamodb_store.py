@@ -1,7 +1,7 @@
 """What only the DynamoDB store does (moto): the item layout readers rely on, TTL only where
 items should vanish, damaged items replaced, leases taken over by exactly one contender and
-judged on DynamoDB's clock, dedup in the same table. What every store does is in
-test_store_contract.py."""
+judged on DynamoDB's clock, dedup in the same table, the Open Platform queues on its sparse
+index. What every store does is in test_store_contract.py."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ import pytest
 from tests.fixtures.aws import AWS, TOKEN_TABLE, create_token_table, inject_error, throttle
 from tests.fixtures.lambda_context import FakeLambdaContext
 from wxtoken.errors import DamagedRecordError, LeaseBusyError, StoreError
-from wxtoken.store.base import Credential, RecordName, encode
-from wxtoken.store.dynamodb_store import CLIENT_CONFIG, DEDUP_KEY_PREFIX, DynamoDBTokenStore
+from wxtoken.store.base import Credential, PlatformStore, QueuedAuthorizer, RecordName, encode
+from wxtoken.store.dynamodb_store import CLIENT_CONFIG, DEDUP_KEY_PREFIX, QUEUE_INDEX, DynamoDBTokenStore
 
 APPID = "wx0123456789abcdef"
 TOKEN_ITEM = f"{APPID}/access_token"
@@ -293,6 +293,240 @@ def test_dedup_records_live_in_the_token_table_under_their_prefix_with_a_ttl(
     (dedup_item,) = items
     assert dedup_item["name"]["S"].startswith(f"{DEDUP_KEY_PREFIX}#")
     assert int(dedup_item["expires_at"]["N"]) == pytest.approx(time.time() + 3600, abs=10)
+
+
+# -- Open Platform queues (the sparse queue-due index) ----------------------------------------
+
+COMPONENT = "wxc0mp0nent000001"
+OTHER_COMPONENT = "wxc0mp0nent000002"
+NOW = 1_700_000_000.0
+
+
+def schedule_record(due_at: float) -> dict[str, Any]:
+    return {"due_at": due_at, "fetched_at": NOW}
+
+
+def event(kind: str, create_time: float) -> dict[str, Any]:
+    return {"event": kind, "fetched_at": create_time}
+
+
+def platform(store: DynamoDBTokenStore) -> PlatformStore:
+    queues = store.platform_store()
+    assert queues is not None
+    return queues
+
+
+def test_the_dynamodb_store_offers_the_open_platform_queues(store: DynamoDBTokenStore) -> None:
+    assert store.platform_store() is store
+
+
+def test_due_lists_only_authorizers_due_by_now_earliest_first(store: DynamoDBTokenStore) -> None:
+    queues = platform(store)
+    # Given four authorizers of one component, two due, one not yet, one due elsewhere
+    for appid, due_at in [("wxlate", NOW + 600), ("wxsecond", NOW - 60), ("wxfirst", NOW - 3600)]:
+        queues.schedule(appid, COMPONENT, due_at, schedule_record(due_at))
+    queues.schedule("wxforeign", OTHER_COMPONENT, NOW - 7200, schedule_record(NOW - 7200))
+
+    # Then only the component's due ones come back, earliest first
+    assert queues.due(COMPONENT, NOW, limit=10) == [
+        QueuedAuthorizer(appid="wxfirst", due_at=NOW - 3600),
+        QueuedAuthorizer(appid="wxsecond", due_at=NOW - 60),
+    ]
+    assert queues.due(COMPONENT, NOW + 600, limit=10)[-1] == QueuedAuthorizer(
+        appid="wxlate", due_at=NOW + 600
+    )
+    assert [q.appid for q in queues.due(OTHER_COMPONENT, NOW, limit=10)] == ["wxforeign"]
+
+
+def test_due_takes_at_most_limit_paging_past_short_pages(store: DynamoDBTokenStore) -> None:
+    queues = platform(store)
+    for n in range(7):
+        queues.schedule(f"wx{n:02d}", COMPONENT, NOW - 100 + n, schedule_record(NOW - 100 + n))
+    # DynamoDB ends a page at 1 MB, whatever Limit says: pages of two stand in for that
+    asked: list[int] = []
+
+    def short_pages(params: dict[str, Any], **_: Any) -> None:
+        asked.append(params["Limit"])
+        params["Limit"] = min(params["Limit"], 2)
+
+    store.client.meta.events.register("provide-client-params.dynamodb.Query", short_pages)
+
+    assert [q.appid for q in queues.due(COMPONENT, NOW, limit=5)] == ["wx00", "wx01", "wx02", "wx03", "wx04"]
+    assert asked == [5, 3, 1]  # never more than what is still wanted
+
+
+def test_the_schedule_item_is_the_record_with_its_queue_and_due_at(
+    store: DynamoDBTokenStore, aws: AWS
+) -> None:
+    record = schedule_record(NOW + 60)
+    platform(store).schedule("wxauth", COMPONENT, NOW + 60, record)
+
+    assert item(aws, "wxauth/refresh_schedule") == {
+        "name": {"S": "wxauth/refresh_schedule"},
+        "value": {"S": encode(record)},
+        "fetched_at": {"N": repr(NOW)},
+        "queue": {"S": COMPONENT},
+        "due_at": {"N": repr(NOW + 60)},
+    }
+    assert store.read("wxauth", RecordName.REFRESH_SCHEDULE) == record
+
+
+def test_scheduling_again_moves_the_authorizer_and_unschedule_removes_it(store: DynamoDBTokenStore) -> None:
+    queues = platform(store)
+    queues.schedule("wxauth", COMPONENT, NOW - 10, schedule_record(NOW - 10))
+    queues.schedule("wxauth", COMPONENT, NOW + 7000, schedule_record(NOW + 7000))
+
+    assert queues.due(COMPONENT, NOW, limit=10) == []
+    assert queues.due(COMPONENT, NOW + 7000, limit=10) == [
+        QueuedAuthorizer(appid="wxauth", due_at=NOW + 7000)
+    ]
+
+    queues.unschedule("wxauth")
+    queues.unschedule("wxauth")  # already gone: nothing to do, no error
+
+    assert queues.due(COMPONENT, NOW + 7000, limit=10) == []
+    assert store.read("wxauth", RecordName.REFRESH_SCHEDULE) is None
+
+
+def test_only_schedule_items_are_handed_out_as_authorizers(store: DynamoDBTokenStore, aws: AWS) -> None:
+    # a hand-written item that happens to carry a queue is not an authorizer to refresh
+    put_item(aws, name={"S": "wxodd/access_token"}, queue={"S": COMPONENT}, due_at={"N": str(NOW - 5)})
+    platform(store).schedule("wxauth", COMPONENT, NOW - 1, schedule_record(NOW - 1))
+
+    assert [q.appid for q in platform(store).due(COMPONENT, NOW, limit=10)] == ["wxauth"]
+
+
+def test_the_queues_are_read_on_the_index_and_never_copy_a_value(store: DynamoDBTokenStore) -> None:
+    sent: list[dict[str, Any]] = []
+    store.client.meta.events.register(
+        "provide-client-params.dynamodb.Query", lambda params, **_: sent.append(dict(params))
+    )
+    platform(store).schedule("wxauth", COMPONENT, NOW - 1, schedule_record(NOW - 1))
+
+    platform(store).due(COMPONENT, NOW, limit=3)
+    platform(store).pending_events(COMPONENT, limit=3)
+
+    assert [params["IndexName"] for params in sent] == [QUEUE_INDEX, QUEUE_INDEX]
+    assert all("ConsistentRead" not in params for params in sent)  # an index has no consistent read
+    description = store.client.describe_table(TableName=TOKEN_TABLE)["Table"]
+    (index,) = description["GlobalSecondaryIndexes"]
+    assert index["Projection"] == {"ProjectionType": "KEYS_ONLY"}
+
+
+def test_a_newer_authorization_event_wins_and_an_older_one_is_refused(store: DynamoDBTokenStore) -> None:
+    queues = platform(store)
+    authorized = event("authorized", NOW)
+    unauthorized = event("unauthorized", NOW + 30)
+
+    assert queues.post_event("wxauth", COMPONENT, authorized)
+    assert queues.post_event("wxauth", COMPONENT, unauthorized)
+    # WeChat retries the first push after the second: it must not bring the account back
+    assert not queues.post_event("wxauth", COMPONENT, authorized)
+    assert not queues.post_event("wxauth", COMPONENT, unauthorized)  # a retry of the same push
+
+    assert store.read("wxauth", RecordName.AUTHORIZATION_EVENT) == unauthorized
+    assert queues.pending_events(COMPONENT, limit=10) == ["wxauth"]
+
+
+def test_pending_events_are_per_component_oldest_first_and_not_in_the_refresh_queue(
+    store: DynamoDBTokenStore,
+) -> None:
+    queues = platform(store)
+    queues.post_event("wxlater", COMPONENT, event("updateauthorized", NOW + 5))
+    queues.post_event("wxearlier", COMPONENT, event("authorized", NOW))
+    queues.post_event("wxforeign", OTHER_COMPONENT, event("authorized", NOW - 5))
+    queues.schedule("wxscheduled", COMPONENT, NOW - 5, schedule_record(NOW - 5))
+
+    assert queues.pending_events(COMPONENT, limit=10) == ["wxearlier", "wxlater"]
+    assert queues.pending_events(COMPONENT, limit=1) == ["wxearlier"]
+    assert queues.pending_events(OTHER_COMPONENT, limit=10) == ["wxforeign"]
+    # events are not authorizers due for refresh, nor the other way round
+    assert [q.appid for q in queues.due(COMPONENT, NOW + 3600, limit=10)] == ["wxscheduled"]
+
+
+def test_an_event_acted_on_is_deleted_only_if_no_newer_one_came_meanwhile(store: DynamoDBTokenStore) -> None:
+    queues = platform(store)
+    queues.post_event("wxauth", COMPONENT, event("authorized", NOW))
+    seen = store.read_raw("wxauth", RecordName.AUTHORIZATION_EVENT)
+    assert seen is not None
+    # Given a newer event posted while the refresher acted on the one it read
+    queues.post_event("wxauth", COMPONENT, event("unauthorized", NOW + 1))
+
+    assert not queues.delete("wxauth", RecordName.AUTHORIZATION_EVENT, expected=seen)
+    assert queues.pending_events(COMPONENT, limit=10) == ["wxauth"]
+
+    newer = store.read_raw("wxauth", RecordName.AUTHORIZATION_EVENT)
+    assert queues.delete("wxauth", RecordName.AUTHORIZATION_EVENT, expected=newer)
+    assert queues.pending_events(COMPONENT, limit=10) == []
+
+
+def test_delete_says_whether_it_deleted(store: DynamoDBTokenStore, aws: AWS) -> None:
+    queues = platform(store)
+    record = credential().to_record(RecordName.ACCESS_TOKEN)
+    store.write_if_newer(APPID, RecordName.ACCESS_TOKEN, record, None)
+
+    assert queues.delete(APPID, RecordName.ACCESS_TOKEN)
+    assert item(aws, TOKEN_ITEM) is None
+    assert not queues.delete(APPID, RecordName.ACCESS_TOKEN)  # no item
+    assert not queues.delete(APPID, RecordName.ACCESS_TOKEN, expected=encode(record))
+
+    # an item with no value (a hand edit) is what read_raw calls "": deleted by that
+    put_item(aws, name={"S": TOKEN_ITEM}, fetched_at={"N": "1"})
+    assert not queues.delete(APPID, RecordName.ACCESS_TOKEN, expected=encode(record))
+    assert queues.delete(
+        APPID, RecordName.ACCESS_TOKEN, expected=store.read_raw(APPID, RecordName.ACCESS_TOKEN)
+    )
+    assert item(aws, TOKEN_ITEM) is None
+
+
+@pytest.mark.parametrize("limit", [0, -1])
+def test_a_queue_read_wants_a_positive_limit(store: DynamoDBTokenStore, limit: int) -> None:
+    with pytest.raises(ValueError, match="limit"):
+        platform(store).due(COMPONENT, NOW, limit=limit)
+
+
+@pytest.mark.parametrize(
+    ("operation", "call"),
+    [
+        ("Query", lambda q: q.due(COMPONENT, NOW, 5)),
+        ("Query", lambda q: q.pending_events(COMPONENT, 5)),
+        ("PutItem", lambda q: q.schedule("wxauth", COMPONENT, NOW, {"secret": "REFRESH-TOKEN"})),
+        (
+            "PutItem",
+            lambda q: q.post_event("wxauth", COMPONENT, {"secret": "REFRESH-TOKEN", "fetched_at": NOW}),
+        ),
+        ("DeleteItem", lambda q: q.unschedule("wxauth")),
+        (
+            "DeleteItem",
+            lambda q: q.delete("wxauth", RecordName.AUTHORIZER_REFRESH_TOKEN, expected="REFRESH-TOKEN"),
+        ),
+    ],
+    ids=["due", "pending_events", "schedule", "post_event", "unschedule", "delete"],
+)
+def test_queue_errors_are_store_errors_naming_the_operation_only(
+    aws: AWS, table: str, operation: str, call: Any
+) -> None:
+    store = new_store(aws)
+    inject_error(store.client, operation, 5, code="AccessDeniedException", message="REFRESH-TOKEN")
+
+    with pytest.raises(StoreError) as raised:
+        call(platform(store))
+
+    assert str(raised.value) == f"DynamoDB {operation} failed: AccessDeniedException"
+    assert raised.value.__cause__ is None
+
+
+def test_queue_reads_on_a_table_without_the_index_are_store_errors(aws: AWS) -> None:
+    client = aws.client("dynamodb")
+    client.create_table(
+        TableName=TOKEN_TABLE,
+        KeySchema=[{"AttributeName": "name", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "name", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    # a table created before the index (an old stack not yet updated)
+    with pytest.raises(StoreError, match=r"^DynamoDB Query failed: "):
+        platform(new_store(aws)).due(COMPONENT, NOW, 5)
 
 
 # -- failures --------------------------------------------------------------------------------

@@ -926,13 +926,52 @@ def test_the_token_table_is_what_the_dynamodb_store_expects(template):
     properties = table["Properties"]
     assert properties["BillingMode"] == "PAY_PER_REQUEST"
     assert properties["KeySchema"] == [{"AttributeName": dynamodb_store.KEY, "KeyType": "HASH"}]
-    assert properties["AttributeDefinitions"] == [{"AttributeName": dynamodb_store.KEY, "AttributeType": "S"}]
+    assert {d["AttributeName"]: d["AttributeType"] for d in properties["AttributeDefinitions"]} == {
+        dynamodb_store.KEY: "S",
+        dynamodb_store.QUEUE: "S",
+        dynamodb_store.DUE_AT: "N",
+    }
     assert properties["TimeToLiveSpecification"] == {
         "AttributeName": dynamodb_store.TTL_ATTRIBUTE,
         "Enabled": True,
     }
     assert properties["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
     assert properties["SSESpecification"]["SSEType"] == "KMS"
+
+
+def test_the_open_platform_queues_are_a_sparse_keys_only_index_on_queue_and_due_at(template):
+    from wxtoken.store import dynamodb_store
+
+    (index,) = template["Resources"]["TokenTable"]["Properties"]["GlobalSecondaryIndexes"]
+
+    assert index["IndexName"] == dynamodb_store.QUEUE_INDEX
+    assert index["KeySchema"] == [
+        {"AttributeName": dynamodb_store.QUEUE, "KeyType": "HASH"},
+        {"AttributeName": dynamodb_store.DUE_AT, "KeyType": "RANGE"},
+    ]
+    # keys only: no record's value (a refresh token) is copied into the index
+    assert index["Projection"] == {"ProjectionType": "KEYS_ONLY"}
+    # on-demand: an index of a PAY_PER_REQUEST table takes no provisioned throughput
+    assert "ProvisionedThroughput" not in index
+
+
+def test_the_tests_create_the_token_table_exactly_as_the_template_does(template):
+    from tests.fixtures.aws import TOKEN_TABLE_SCHEMA
+
+    properties = template["Resources"]["TokenTable"]["Properties"]
+
+    assert {key: properties[key] for key in TOKEN_TABLE_SCHEMA} == TOKEN_TABLE_SCHEMA
+
+
+def test_make_local_creates_the_token_table_with_its_index():
+    from devtools.sam.local_system import create_table_params
+    from tests.fixtures.aws import TOKEN_TABLE_SCHEMA
+
+    (table,) = deployed(TokenStore="dynamodb").resources_of_type("AWS::DynamoDB::Table")
+    params = create_table_params(table.physical_id, table.properties)
+
+    assert {key: params[key] for key in TOKEN_TABLE_SCHEMA} == TOKEN_TABLE_SCHEMA
+    assert params["BillingMode"] == "PAY_PER_REQUEST"
 
 
 @pytest.mark.parametrize(
@@ -961,22 +1000,79 @@ def test_on_dynamodb_the_refresh_function_may_only_get_put_and_delete_items_of_i
     assert "Condition" not in statement
 
 
-def test_on_dynamodb_the_webhook_reads_tokens_and_writes_only_its_dedup_items():
+def test_on_dynamodb_the_refresh_function_may_query_only_the_queue_index():
+    from wxtoken.store.dynamodb_store import QUEUE_INDEX
+
+    stack = deployed(TokenStore="dynamodb")
+    arn = _arn(stack, "TokenTable")
+
+    queries = [
+        s for s in role_statements(stack, "RefreshTokenRole") if "dynamodb:Query" in strings(s["Action"])
+    ]
+    (query,) = queries
+    assert query["Effect"] == "Allow"
+    assert query["Action"] == "dynamodb:Query"
+    assert query["Resource"] == f"{arn}/index/{QUEUE_INDEX}"
+
+
+def test_on_dynamodb_the_webhook_reads_tokens_and_writes_only_its_dedup_items_and_open_platform_pushes():
+    from wxtoken.store.base import RecordName
     from wxtoken.store.dynamodb_store import DEDUP_KEY_PREFIX
 
     stack = deployed(TokenStore="dynamodb")
     arn = _arn(stack, "TokenTable")
 
-    granted = table_statements(stack, "WebhookRole", arn)
+    granted = [s for s in table_statements(stack, "WebhookRole", arn) if s["Effect"] == "Allow"]
     reads = [s for s in granted if "Condition" not in s]
-    writes = [s for s in granted if "Condition" in s]
+    writes = {s["Sid"]: s for s in granted if "Condition" in s}
     assert [s["Action"] for s in reads] == ["dynamodb:GetItem"]
-    (write,) = writes
-    assert "dynamodb:GetItem" not in write["Action"]
+    assert set(writes) == {"DedupWeChatRetriesInTokenTable", "StoreOpenPlatformPushes"}
+    for write in writes.values():
+        assert "dynamodb:GetItem" not in strings(write["Action"])
     # powertools keys each dedup item "<key_prefix>#<hash>" (wxtoken.webhook.dedup)
-    assert write["Condition"] == {
+    assert writes["DedupWeChatRetriesInTokenTable"]["Condition"] == {
         "ForAllValues:StringLike": {"dynamodb:LeadingKeys": [f"{DEDUP_KEY_PREFIX}#*"]}
     }
+    # WeChat's pushes to the 授权事件接收URL: one conditional PutItem each, and nothing else
+    pushes = writes["StoreOpenPlatformPushes"]
+    assert pushes["Action"] == "dynamodb:PutItem"
+    assert pushes["Condition"] == {
+        "ForAllValues:StringLike": {
+            "dynamodb:LeadingKeys": [
+                f"*/{RecordName.COMPONENT_VERIFY_TICKET}",
+                f"*/{RecordName.AUTHORIZATION_EVENT}",
+            ]
+        }
+    }
+
+
+def test_on_dynamodb_the_webhook_may_never_touch_a_refresh_token():
+    from wxtoken.store.base import RecordName
+
+    stack = deployed(TokenStore="dynamodb")
+    arn = _arn(stack, "TokenTable")
+
+    denied = [s for s in table_statements(stack, "WebhookRole", arn) if s["Effect"] == "Deny"]
+    (deny,) = denied
+    # every item call (GetItem, PutItem, ...) names its key; ForAnyValue denies the request if
+    # any key it names is a refresh token, whatever another statement allows
+    assert deny["Action"] == "dynamodb:*"
+    assert deny["Condition"] == {
+        "ForAnyValue:StringLike": {"dynamodb:LeadingKeys": [f"*/{RecordName.AUTHORIZER_REFRESH_TOKEN}"]}
+    }
+    # and no keyless call (Scan, Query, PartiQL), which the condition cannot see, is granted
+    granted = [
+        a
+        for s in role_statements(stack, "WebhookRole")
+        if s["Effect"] == "Allow"
+        for a in strings(s["Action"])
+    ]
+    assert not [
+        a
+        for a in granted
+        if a.startswith("dynamodb:")
+        and a not in {"dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"}
+    ]
 
 
 @pytest.mark.parametrize("key", ["", KMS_ARN], ids=["aws-managed", "customer-managed"])

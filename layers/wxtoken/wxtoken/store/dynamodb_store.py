@@ -12,6 +12,15 @@ condition DynamoDB evaluates atomically with the write; the lease is a condition
 consistent (``ConsistentRead``): an eventually consistent read may miss, for up to a second,
 the token the lease holder has just stored, and the caller would mint another one.
 
+Open Platform (:class:`~wxtoken.store.base.PlatformStore`) adds a sparse global secondary index,
+:data:`QUEUE_INDEX` (partition key ``queue`` (S), sort key ``due_at`` (N), keys only). Only two
+kinds of item carry those attributes, so only they are in it: an authorizer's
+``refresh_schedule`` (``queue`` = its component's appid, ``due_at`` = when its token is due) and
+its ``authorization_event`` (``queue`` = ``{component}#events``, ``due_at`` = WeChat's
+CreateTime). A run asks the index for what is due, earliest first, in bounded batches, instead
+of reading every authorizer. An index is eventually consistent (DynamoDB has no consistent read
+on a global secondary index): callers re-read the item before acting on it.
+
 Items that should vanish carry ``expires_at`` (epoch seconds), the table's TTL attribute:
 the lease and the webhook's dedup records. Token records never do: DynamoDB deletes expired
 items only within days (its TTL is for clean-up, not expiry), and readers judge a record by
@@ -39,7 +48,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from wxtoken.budget import DEDUP, TOKEN_STORE
 from wxtoken.errors import LeaseBusyError, StoreError
-from wxtoken.store.base import DedupBackend, RecordName, decode, encode
+from wxtoken.store.base import DedupBackend, QueuedAuthorizer, RecordName, decode, encode
 from wxtoken.store.server_clock import DATE_RESOLUTION_SECONDS, ServerClock
 
 if TYPE_CHECKING:
@@ -59,6 +68,12 @@ VALUE = "value"
 FETCHED_AT = "fetched_at"
 OWNER = "owner"
 LEASE_UNTIL = "lease_until"
+# The sparse queue index (template.yaml, TokenTable's GlobalSecondaryIndexes) and its keys.
+QUEUE_INDEX = "queue-due"
+QUEUE = "queue"
+DUE_AT = "due_at"
+# A component's authorization events queue beside its refresh queue: "{component}#events".
+EVENTS_QUEUE_SUFFIX = "#events"
 # The table's TimeToLiveSpecification attribute (template.yaml, TokenTable).
 TTL_ATTRIBUTE = "expires_at"
 # Every dedup item's key starts with this (``wxtoken-dedup#<hash>``): the webhook's role may
@@ -78,11 +93,26 @@ def _number(value: float) -> dict[str, str]:
     return {"N": repr(float(value)) if isinstance(value, float) else str(value)}
 
 
+def _finite(value: float, what: str) -> float:
+    number = float(value)
+    if not math.isfinite(number):
+        raise ValueError(f"{what} must be a finite number of unix seconds")
+    return number
+
+
 def _finite_fetched_at(record: dict[str, Any]) -> float:
-    value = float(record["fetched_at"])
-    if not math.isfinite(value):
-        raise ValueError("record fetched_at must be a finite number of unix seconds")
-    return value
+    return _finite(record["fetched_at"], "record fetched_at")
+
+
+def _queued(entry: dict[str, Any], suffix: str) -> QueuedAuthorizer | None:
+    """The authorizer an index entry (``name``, ``queue``, ``due_at``) stands for; ``None``
+    for an entry whose name is not ``{appid}{suffix}`` (an item written by hand with a
+    ``queue``). DynamoDB keeps only a numeric ``due_at`` in the index: it refuses any write
+    that gives an index key another type."""
+    name = entry[KEY]["S"]
+    if not name.endswith(suffix) or len(name) == len(suffix):
+        return None
+    return QueuedAuthorizer(appid=name[: -len(suffix)], due_at=float(entry[DUE_AT]["N"]))
 
 
 def _stored_fetched_at(raw: str) -> float | None:
@@ -99,6 +129,23 @@ def _raw_value(item: dict[str, Any]) -> str:
     edit), which :meth:`DynamoDBTokenStore.replace` with ``expected=""`` replaces."""
     value = item.get(VALUE)
     return value["S"] if isinstance(value, dict) and isinstance(value.get("S"), str) else ""
+
+
+def _value_is(expected: str | None) -> tuple[str, dict[str, str], dict[str, Any]]:
+    """The condition (expression, names, values) that the stored ``value`` is exactly
+    ``expected``: ``None`` no item; ``""`` an item with no string ``value``, or an empty one
+    (what :meth:`DynamoDBTokenStore.read_raw` reports for those)."""
+    # DynamoDB refuses a name or value placeholder the condition does not use.
+    if expected is None:
+        return "attribute_not_exists(#key)", {"#key": KEY}, {}
+    if expected:
+        return "#value = :expected", {"#value": VALUE}, {":expected": {"S": expected}}
+    return (
+        "attribute_exists(#key) AND (attribute_not_exists(#value)"
+        " OR NOT attribute_type(#value, :string) OR #value = :expected)",
+        {"#key": KEY, "#value": VALUE},
+        {":expected": {"S": ""}, ":string": {"S": "S"}},
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,9 +244,12 @@ class DynamoDBTokenStore:
         ``PutItem`` conditioned on exactly that stored value, so a concurrent writer is never
         overwritten blindly. ``ttl_seconds`` is ignored: records never expire from the table.
         """
-        fetched_at = _finite_fetched_at(record)
-        key = self.item_name(appid, name)
-        item = self._record_item(key, record)
+        _finite_fetched_at(record)  # ValueError before any call, as every store does
+        return self._put_if_newer(self._record_item(self.item_name(appid, name), record))
+
+    def _put_if_newer(self, item: dict[str, Any]) -> bool:
+        """Put ``item`` (a record's, with its ``fetched_at``) as :meth:`write_if_newer` says."""
+        fetched_at = float(item[FETCHED_AT]["N"])
         refused = self._put(
             item,
             # attribute_type: a fetched_at of another type (a hand edit) fails the condition
@@ -244,28 +294,113 @@ class DynamoDBTokenStore:
     def _put_over(self, item: dict[str, Any], *, expected: str | None) -> bool:
         """Put ``item`` if the stored ``value`` is exactly ``expected`` (``None``: no item;
         ``""``: an item with no string ``value``, or an empty one)."""
-        # DynamoDB refuses a name or value placeholder the condition does not use.
-        if expected is None:
-            return self._put(item, "attribute_not_exists(#key)", names={"#key": KEY}, values={}) is None
-        if expected:
-            refused = self._put(
-                item, "#value = :expected", names={"#value": VALUE}, values={":expected": {"S": expected}}
-            )
-            return refused is None
-        refused = self._put(
-            item,
-            "attribute_exists(#key) AND (attribute_not_exists(#value)"
-            " OR NOT attribute_type(#value, :string) OR #value = :expected)",
-            names={"#key": KEY, "#value": VALUE},
-            values={":expected": {"S": ""}, ":string": {"S": "S"}},
+        condition, names, values = _value_is(expected)
+        return self._put(item, condition, names=names, values=values) is None
+
+    # -- Open Platform queues ----------------------------------------------------------------
+
+    def platform_store(self) -> Self:
+        """This store: its table indexes the Open Platform queues (:data:`QUEUE_INDEX`)."""
+        return self
+
+    def schedule(self, appid: str, component_appid: str, due_at: float, record: dict[str, Any]) -> None:
+        """One unconditional ``PutItem`` of ``{appid}/refresh_schedule``: ``record`` as its
+        ``value``, ``queue`` = ``component_appid`` and ``due_at`` (what puts it in the index).
+        Unconditional: the refresher schedules an authorizer under its lease."""
+        item = self._record_item(self.item_name(appid, RecordName.REFRESH_SCHEDULE), record)
+        item[QUEUE] = {"S": component_appid}
+        item[DUE_AT] = _number(_finite(due_at, "due_at"))
+        self._call("PutItem", lambda: self.client.put_item(TableName=self.table, Item=item))
+
+    def unschedule(self, appid: str) -> None:
+        """Delete ``{appid}/refresh_schedule`` (and so its place in the queue); none is fine."""
+        self.delete(appid, RecordName.REFRESH_SCHEDULE)
+
+    def due(self, component_appid: str, now: float, limit: int) -> list[QueuedAuthorizer]:
+        """A ``Query`` of :data:`QUEUE_INDEX`: ``queue = component_appid AND due_at <= now``,
+        earliest first, paged until ``limit`` (a page stops at 1 MB). Eventually consistent:
+        an authorizer scheduled or removed a moment ago may still be missing or listed."""
+        return self._queue(component_appid, RecordName.REFRESH_SCHEDULE, limit, until=now)
+
+    def post_event(self, appid: str, component_appid: str, record: dict[str, Any]) -> bool:
+        """``{appid}/authorization_event``, written as :meth:`write_if_newer` writes (newest
+        ``fetched_at`` wins, one conditional ``PutItem``), queued in ``{component}#events`` at
+        ``due_at`` = its ``fetched_at``."""
+        fetched_at = _finite_fetched_at(record)
+        item = self._record_item(self.item_name(appid, RecordName.AUTHORIZATION_EVENT), record)
+        item[QUEUE] = {"S": component_appid + EVENTS_QUEUE_SUFFIX}
+        item[DUE_AT] = _number(fetched_at)
+        return self._put_if_newer(item)
+
+    def pending_events(self, component_appid: str, limit: int) -> list[str]:
+        """The authorizers with an event in ``{component}#events``, oldest first (a ``Query``
+        of :data:`QUEUE_INDEX`, eventually consistent: re-read the event before acting, and
+        delete it with ``expected`` so a newer one posted meanwhile stays)."""
+        queued = self._queue(component_appid + EVENTS_QUEUE_SUFFIX, RecordName.AUTHORIZATION_EVENT, limit)
+        return [entry.appid for entry in queued]
+
+    def delete(self, appid: str, name: RecordName, *, expected: str | None = None) -> bool:
+        """One ``DeleteItem``, conditioned on the item existing, or with ``expected`` on its
+        ``value`` being exactly that (``""``: an item with no string ``value``). Returns
+        whether it deleted: a refused condition, or no item, is ``False``."""
+        condition, names, values = (
+            _value_is(expected) if expected is not None else ("attribute_exists(#key)", {"#key": KEY}, {})
         )
-        return refused is None
+        params: dict[str, Any] = {
+            "TableName": self.table,
+            "Key": {KEY: {"S": self.item_name(appid, name)}},
+            "ConditionExpression": condition,
+            "ExpressionAttributeNames": names,
+        }
+        if values:
+            params["ExpressionAttributeValues"] = values
+        try:
+            self._call("DeleteItem", lambda: self.client.delete_item(**params))
+        except _RefusedError:
+            return False
+        return True
+
+    def _queue(
+        self, queue: str, name: RecordName, limit: int, *, until: float | None = None
+    ) -> list[QueuedAuthorizer]:
+        """Up to ``limit`` entries of ``queue`` (``due_at <= until`` when given), earliest
+        first. Only ``{appid}/{name}`` items count: one written by hand with a ``queue`` is
+        skipped, never handed to the refresher as an authorizer."""
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        key_condition = "#queue = :queue"
+        names = {"#queue": QUEUE}
+        values: dict[str, Any] = {":queue": {"S": queue}}
+        if until is not None:
+            key_condition += " AND #due_at <= :until"
+            names["#due_at"] = DUE_AT
+            values[":until"] = _number(_finite(until, "now"))
+        suffix = f"/{name}"
+        found: list[QueuedAuthorizer] = []
+        start: dict[str, Any] | None = None
+        while len(found) < limit:
+            params: dict[str, Any] = {
+                "TableName": self.table,
+                "IndexName": QUEUE_INDEX,
+                "KeyConditionExpression": key_condition,
+                "ExpressionAttributeNames": names,
+                "ExpressionAttributeValues": values,
+                "ScanIndexForward": True,
+                "Limit": limit - len(found),
+            }
+            if start:
+                params["ExclusiveStartKey"] = start
+            page = self._query(params)
+            for entry in page.get("Items") or []:
+                queued = _queued(entry, suffix)
+                if queued is not None:
+                    found.append(queued)
+            start = page.get("LastEvaluatedKey")
+            if not start:
+                break
+        return found
 
     # -- dedup -----------------------------------------------------------------------------
-
-    def platform_store(self) -> None:
-        """Open Platform needs a store that indexes its records (TOKEN_STORE=dynamodb)."""
-        return None
 
     def dedup_backend(self) -> DedupBackend:
         """The webhook's dedup records in this same table, keyed ``wxtoken-dedup#<hash>`` and
@@ -425,6 +560,9 @@ class DynamoDBTokenStore:
         except _RefusedError as refused:
             return _Refused(item=refused.item, server_now=self.server_clock.now())
         return None
+
+    def _query(self, params: dict[str, Any]) -> dict[str, Any]:
+        return self._call("Query", lambda: self.client.query(**params))
 
     def _call(self, operation: str, call: Callable[[], Any]) -> dict[str, Any]:
         """``call()``'s answer, its ``Date`` noted as DynamoDB's clock. A refused condition
