@@ -61,6 +61,9 @@ class WeChatAPIError(WxTokenError):
     # Set by the API client: an earlier attempt of the same call failed in a way WeChat may
     # have processed (a token call may have minted), whatever this last attempt says.
     processed_earlier: bool = False
+    # False when raised before any request was sent (a missing ticket or refresh token): no
+    # credential can have been minted, so the stored one is not suspect.
+    sent: bool = True
 
     def __init__(self, errcode: int | None, errmsg: str, hint: str = "") -> None:
         self.errcode = errcode

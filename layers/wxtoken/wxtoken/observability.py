@@ -69,6 +69,18 @@ MIN_SECONDS_TO_EXPIRY: Final = "MinSecondsToExpiry"  # dimensionless: the least 
 STORED_TOKEN_REJECTED: Final = "StoredTokenRejected"
 # Count, dimensionless, every run: entries of the apps secret that are not usable (0 when all are)
 APPS_SECRET_INVALID: Final = "AppsSecretInvalidEntries"
+# Open Platform (dimensionless: one data point per run across every platform, so that an alarm
+# needs no dimension; the logs name the component or authorizer)
+COMPONENT_TICKET_AGE: Final = "ComponentTicketAgeSeconds"  # Seconds since the oldest platform's last ticket
+COMPONENT_SECONDS_TO_EXPIRY: Final = "ComponentMinSecondsToExpiry"  # least time left on a component token
+AUTHORIZERS_ACTIVE: Final = "AuthorizersActive"  # accounts in api_get_authorizer_list at the last import
+AUTHORIZERS_REFRESHED: Final = "AuthorizersRefreshed"  # Count of authorizer tokens stored by the run
+AUTHORIZER_REFRESH_FAILED: Final = "AuthorizerRefreshFailed"  # Count of authorizers whose refresh failed
+AUTHORIZERS_DUE: Final = "AuthorizersDue"  # authorizers still due when the run ended (the backlog)
+AUTHORIZER_MIN_SECONDS_TO_EXPIRY: Final = "AuthorizerMinSecondsToExpiry"  # the least, at the queue's head
+# Count: a refresh token WeChat refused that api_get_authorizer_list could not replace: the account
+# must authorize the platform again
+AUTHORIZER_REFRESH_TOKEN_LOST: Final = "AuthorizerRefreshTokenLost"
 # WeChat's API (dimension Endpoint = token | stable_token | getticket | api)
 WECHAT_API_LATENCY: Final = "WeChatApiLatency"  # Milliseconds, per HTTP attempt
 WECHAT_API_ERROR: Final = "WeChatApiError"  # Count, + ErrCode (WeChat's errcode, or "transport")
@@ -100,6 +112,14 @@ METRIC_NAMES: Final = frozenset(
         TOKEN_CACHE_HIT,
         TOKEN_CACHE_MISS,
         COLD_START,
+        COMPONENT_TICKET_AGE,
+        COMPONENT_SECONDS_TO_EXPIRY,
+        AUTHORIZERS_ACTIVE,
+        AUTHORIZERS_REFRESHED,
+        AUTHORIZER_REFRESH_FAILED,
+        AUTHORIZERS_DUE,
+        AUTHORIZER_MIN_SECONDS_TO_EXPIRY,
+        AUTHORIZER_REFRESH_TOKEN_LOST,
     }
 )
 REJECT_REASONS: Final = ("signature", "unauthenticated", "unknown_app", "too_large", "malformed")

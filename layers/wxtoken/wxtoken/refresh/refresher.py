@@ -59,6 +59,7 @@ from wxtoken.observability import (
     record,
     tracer,
 )
+from wxtoken.refresh.platform import PlatformRefresher, record_platform_metrics
 from wxtoken.refresh.rules import (
     RefreshRequest,
     TokenState,
@@ -81,6 +82,7 @@ from wxtoken.store.base import (
     encode,
 )
 from wxtoken.wechat.api import Grant, WeChatAPI
+from wxtoken.wechat.component_api import ComponentAPI
 
 _MAX_PARALLEL_APPS = 8
 _LEASE_RETRY_SECONDS = 2.0
@@ -99,9 +101,14 @@ class RefreshReport:
     refreshed: list[str] = field(default_factory=list)
     skipped: list[dict[str, str]] = field(default_factory=list)
     failed: list[dict[str, str]] = field(default_factory=list)
+    # Per third-party platform (only when the apps secret has one): PlatformReport.as_dict().
+    platforms: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
-        return {"refreshed": self.refreshed, "skipped": self.skipped, "failed": self.failed}
+        result: dict[str, Any] = {"refreshed": self.refreshed, "skipped": self.skipped, "failed": self.failed}
+        if self.platforms:
+            result["platforms"] = self.platforms
+        return result
 
 
 class _Outcome(Frozen):
@@ -150,6 +157,17 @@ class Refresher:
         self._stable = settings.wechat_token_api is TokenAPI.STABLE_TOKEN
         self._local_locks: dict[str, threading.Lock] = {}
         self._local_locks_guard = threading.Lock()
+        self._platforms: PlatformRefresher | None = None
+
+    @property
+    def lease_seconds(self) -> int:
+        return self._settings.lease_seconds
+
+    def platforms(self) -> PlatformRefresher:
+        """Open Platform's part of the run (built on first use: most deployments have none)."""
+        if self._platforms is None:
+            self._platforms = PlatformRefresher(self, self._store, ComponentAPI(self._wechat), self._clock)
+        return self._platforms
 
     # --- entry point -----------------------------------------------------------------
     def run(self, request: RefreshRequest, deadline: Deadline) -> RefreshReport:
@@ -161,13 +179,19 @@ class Refresher:
         """
         report = RefreshReport()
         apps = self._apps.all()
+        components = self._apps.components()
         problems = {problem.ref: problem for problem in self._apps.problems()}
         wanted: Iterable[str] = request.appids if request.appids is not None else sorted(apps)
         selected: list[AppConfig] = []
+        authorizers: list[tuple[AppConfig, str]] = []
         for appid in wanted:
             app = apps.get(appid)
             if app is not None:
                 selected.append(app)
+            elif appid in components:
+                pass  # its platform run below refreshes its component token
+            elif components and (component := self._authorizer_component(appid, components)) is not None:
+                authorizers.append((component, appid))
             elif appid not in problems:
                 report.failed.append({"appid": appid, "error": "UnknownAppError: not in the apps secret"})
                 put_metric(REFRESH_FAILED, MetricUnit.Count, 1, appid=appid, ErrorClass="UnknownAppError")
@@ -184,6 +208,7 @@ class Refresher:
         # Apps are independent, and a slow one (WeChat timing out, retries) must not eat the
         # time budget of the others.
         outcomes = _parallel(lambda a: self._refresh_guarded(a, request, deadline), selected)
+        self._run_platforms(components, authorizers, request, deadline, report)
         for outcome in outcomes:
             if outcome.refreshed:
                 report.refreshed.append(outcome.appid)
@@ -205,6 +230,50 @@ class Refresher:
         seen = {outcome.appid: outcome.seen for outcome in outcomes if outcome.seen is not None}
         self._observe_expiry(covered, deadline, seen)
         return report
+
+    def _authorizer_component(self, appid: str, components: Mapping[str, AppConfig]) -> AppConfig | None:
+        """The platform of the secret that ``appid`` authorized, if any (one store read)."""
+        try:
+            owner = self.platforms().read_component_of(appid)
+        except WxTokenError as exc:
+            logger.warning(
+                "could not look the appid up among authorizers", extra={"appid": appid, "error": str(exc)}
+            )
+            return None
+        return components.get(owner) if owner is not None else None
+
+    def _run_platforms(
+        self,
+        components: Mapping[str, AppConfig],
+        authorizers: Sequence[tuple[AppConfig, str]],
+        request: RefreshRequest,
+        deadline: Deadline,
+        report: RefreshReport,
+    ) -> None:
+        """Each platform's run (or the authorizers a request names), into ``report``: a
+        component's own failure fails the run like an app's; authorizers' failures are
+        counted and listed, never failing it (see :mod:`wxtoken.refresh.platform`)."""
+        if request.appids is None:
+            targets = list(components.values())
+        else:
+            targets = [components[appid] for appid in request.appids if appid in components]
+        if not targets and not authorizers:
+            return
+        platforms = self.platforms()
+        runs = [platforms.run(component, request, deadline) for component in targets]
+        for run in runs:
+            report.platforms[run.component_appid] = run.as_dict()
+            report.failed.extend({"appid": run.component_appid, "error": error} for error in run.errors)
+        for component, appid in authorizers:
+            run = platforms.refresh_authorizer(component, appid, request, deadline)
+            runs.append(run)
+            if run.errors:
+                report.failed.extend({"appid": appid, "error": error} for error in run.errors)
+            elif run.refreshed:
+                report.refreshed.append(appid)
+            else:
+                report.skipped.append({"appid": appid, "reason": self._why_not(request)})
+        record_platform_metrics(runs)
 
     def _observe_expiry(
         self, appids: Sequence[str], deadline: Deadline, seen: Mapping[str, Credential] | None = None
@@ -245,7 +314,7 @@ class Refresher:
             app.appid, request.requested_at, self._settings.probe_period_seconds
         ):
             outcome = self._probe(app, outcome, request, deadline)
-        ticket_error = self._refresh_ticket_if_due(app, request, deadline)
+        ticket_error = self.refresh_ticket_if_due(app, request, deadline)
         if ticket_error:
             return _Outcome(
                 app.appid, outcome.refreshed, outcome.skipped_reason, (*outcome.errors, ticket_error)
@@ -563,13 +632,14 @@ class Refresher:
         self._store.write_if_newer(appid, RecordName.FORCE_REFRESH_QUOTA, record.to_record(), 2 * 86400)
 
     # --- the jsapi ticket ------------------------------------------------------------
-    def _refresh_ticket_if_due(
-        self, app: AppConfig, request: RefreshRequest, deadline: Deadline
+    def refresh_ticket_if_due(
+        self, app: AppConfig, request: RefreshRequest, deadline: Deadline, *, per_app_metrics: bool = True
     ) -> str | None:
         """Refresh the jsapi ticket when the token is newer than it, or it runs low.
 
         Returns an error line for the report, or ``None``. The ticket is fetched with the
-        stored token, so it always pairs with what readers see.
+        stored token, so it always pairs with what readers see. ``per_app_metrics=False`` (an
+        authorizer) counts a failure without its appid as a dimension.
         """
         if not app.jsapi_ticket:
             return None
@@ -606,7 +676,10 @@ class Refresher:
                 "jsapi ticket refresh failed",
                 extra={"appid": app.appid, "error_type": type(exc).__name__, "error": str(exc)},
             )
-            put_metric(REFRESH_FAILED, MetricUnit.Count, 1, appid=app.appid, ErrorClass=type(exc).__name__)
+            if per_app_metrics:
+                put_metric(
+                    REFRESH_FAILED, MetricUnit.Count, 1, appid=app.appid, ErrorClass=type(exc).__name__
+                )
             return f"jsapi_ticket: {type(exc).__name__}: {exc}"
 
     # --- reading ---------------------------------------------------------------------
@@ -690,6 +763,8 @@ def _maybe_minted(exc: WeChatAPIError) -> bool:
     """
     if exc.processed_earlier:
         return True  # an earlier attempt of the same call may have minted
+    if not exc.sent:
+        return False
     if isinstance(exc, WeChatTransportError):
         return exc.maybe_processed
     return exc.errcode is None

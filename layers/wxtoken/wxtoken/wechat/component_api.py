@@ -155,13 +155,13 @@ class ComponentAPI:
 
     def authorizers(
         self, component_appid: str, component_token: str, *, deadline: Deadline, start: int = 0
-    ) -> Iterator[tuple[int, list[ListedAuthorizer]]]:
-        """Every page from ``start`` on, as ``(offset after the page, page)``."""
+    ) -> Iterator[tuple[int, int, list[ListedAuthorizer]]]:
+        """Every page from ``start`` on, as ``(offset after the page, total_count, page)``."""
         offset = start
         while True:
             total, page = self.authorizer_page(component_appid, component_token, offset, deadline=deadline)
             offset += len(page)
-            yield offset, page
+            yield offset, total, page
             if not page or offset >= total:
                 return
 
