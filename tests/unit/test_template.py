@@ -275,7 +275,7 @@ def alarms(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def test_every_alarm_notifies_the_alarm_topic_both_ways(template):
-    assert len(alarms(template)) == 10
+    assert len(alarms(template)) == 14
     for name, alarm in alarms(template).items():
         assert alarm["AlarmActions"] == [{"Ref": "AlarmTopic"}], name
         assert alarm["OKActions"] == [{"Ref": "AlarmTopic"}], name
@@ -1093,3 +1093,25 @@ def test_the_token_table_is_encrypted_with_the_given_key_and_both_roles_may_use_
         (statement,) = kms
         assert statement["Resource"] == KMS_ARN
         assert statement["Condition"]["StringEquals"]["kms:ViaService"].startswith("dynamodb.")
+
+
+def test_open_platform_alarms_and_dashboard_exist_only_with_a_platform(template):
+    platform = {
+        "ComponentTicketAgeAlarm",
+        "AuthorizerRefreshFailingAlarm",
+        "AuthorizerRefreshTokenLostAlarm",
+        "AuthorizerNearExpiryAlarm",
+        "PlatformDashboard",
+    }
+    resources = template["Resources"]
+    assert {name for name, r in resources.items() if r.get("Condition") == "UseOpenPlatform"} == platform
+    assert template["Conditions"]["UseOpenPlatform"] == {"Fn::Equals": [{"Ref": "OpenPlatform"}, "enabled"]}
+    assert template["Parameters"]["OpenPlatform"]["Default"] == "disabled"
+
+
+def test_open_platform_is_refused_on_any_store_but_dynamodb_with_the_reason(template):
+    rule = template["Rules"]["OpenPlatformNeedsDynamoDb"]
+    assert rule["RuleCondition"] == {"Fn::Equals": [{"Ref": "OpenPlatform"}, "enabled"]}
+    (assertion,) = rule["Assertions"]
+    assert assertion["Assert"] == {"Fn::Equals": [{"Ref": "TokenStore"}, "dynamodb"]}
+    assert "refresh tokens" in assertion["AssertDescription"]

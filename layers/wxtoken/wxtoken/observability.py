@@ -63,7 +63,8 @@ logger = Logger(service="wxtoken")
 TOKEN_REFRESHED: Final = "TokenRefreshed"  # Count, per token stored: a total; by appid if per-app
 REFRESH_FAILED: Final = "RefreshFailed"  # Count: per appid + ErrorClass, and a dimensionless total per run
 SECONDS_TO_EXPIRY: Final = "SecondsToExpiry"  # Seconds left on each stored token, every run (per-app only)
-MIN_SECONDS_TO_EXPIRY: Final = "MinSecondsToExpiry"  # dimensionless: the least of the above, per run
+# dimensionless: the least of the above and of the component tokens (Open Platform), per run
+MIN_SECONDS_TO_EXPIRY: Final = "MinSecondsToExpiry"
 # Count: WeChat rejected a stored token at the guard's probe (someone else fetched one with the
 # same AppSecret); per appid, and a dimensionless total for the alarm
 STORED_TOKEN_REJECTED: Final = "StoredTokenRejected"
@@ -72,7 +73,6 @@ APPS_SECRET_INVALID: Final = "AppsSecretInvalidEntries"
 # Open Platform (dimensionless: one data point per run across every platform, so that an alarm
 # needs no dimension; the logs name the component or authorizer)
 COMPONENT_TICKET_AGE: Final = "ComponentTicketAgeSeconds"  # Seconds since the oldest platform's last ticket
-COMPONENT_SECONDS_TO_EXPIRY: Final = "ComponentMinSecondsToExpiry"  # least time left on a component token
 AUTHORIZERS_ACTIVE: Final = "AuthorizersActive"  # accounts in api_get_authorizer_list at the last import
 AUTHORIZERS_REFRESHED: Final = "AuthorizersRefreshed"  # Count of authorizer tokens stored by the run
 AUTHORIZER_REFRESH_FAILED: Final = "AuthorizerRefreshFailed"  # Count of authorizers whose refresh failed
@@ -113,7 +113,18 @@ METRIC_NAMES: Final = frozenset(
         TOKEN_CACHE_MISS,
         COLD_START,
         COMPONENT_TICKET_AGE,
-        COMPONENT_SECONDS_TO_EXPIRY,
+        AUTHORIZERS_ACTIVE,
+        AUTHORIZERS_REFRESHED,
+        AUTHORIZER_REFRESH_FAILED,
+        AUTHORIZERS_DUE,
+        AUTHORIZER_MIN_SECONDS_TO_EXPIRY,
+        AUTHORIZER_REFRESH_TOKEN_LOST,
+    }
+)
+# Written only by a stack with a third-party platform in its apps secret (OpenPlatform=enabled).
+PLATFORM_METRIC_NAMES: Final = frozenset(
+    {
+        COMPONENT_TICKET_AGE,
         AUTHORIZERS_ACTIVE,
         AUTHORIZERS_REFRESHED,
         AUTHORIZER_REFRESH_FAILED,

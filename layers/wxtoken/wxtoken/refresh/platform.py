@@ -59,7 +59,6 @@ from wxtoken.observability import (
     AUTHORIZERS_ACTIVE,
     AUTHORIZERS_DUE,
     AUTHORIZERS_REFRESHED,
-    COMPONENT_SECONDS_TO_EXPIRY,
     COMPONENT_TICKET_AGE,
     count,
     logger,
@@ -167,34 +166,28 @@ def _parallel[T, R](work: Callable[[T], R], items: Sequence[T]) -> list[R]:
 
 def record_platform_metrics(runs: Sequence[PlatformReport]) -> None:
     """The run's figures across every platform, dimensionless (what the alarms and the
-    dashboard read): counts summed, ages and times left at their worst."""
+    dashboard read): counts summed, the ticket's age and the authorizers' time left at their
+    worst. The component tokens' time left is part of ``MinSecondsToExpiry``
+    (:meth:`Refresher.run`), with the apps' tokens."""
     if not runs:
         return
     refreshed = sum(run.refreshed for run in runs)
     failed = sum(run.failed for run in runs)
+    lost = sum(run.lost for run in runs)
     if refreshed:
         count(AUTHORIZERS_REFRESHED, refreshed)
-    if failed:  # not 0 every run: its alarm treats no data as OK (CloudWatch bills by the hour)
+    # Not 0 every run: their alarms treat no data as OK (CloudWatch bills by the hour sent).
+    if failed:
         count(AUTHORIZER_REFRESH_FAILED, failed)
+    if lost:
+        count(AUTHORIZER_REFRESH_TOKEN_LOST, lost)
     record(AUTHORIZERS_DUE, MetricUnit.Count, sum(run.due_left for run in runs))
-    worst: list[tuple[str, MetricUnit, list[float]]] = [
-        (COMPONENT_TICKET_AGE, MetricUnit.Seconds, [r.ticket_age for r in runs if r.ticket_age is not None]),
-    ]
-    for name, unit, values in worst:
-        if values:
-            record(name, unit, round(max(values)))
-    for name, values in (
-        (
-            COMPONENT_SECONDS_TO_EXPIRY,
-            [r.component_seconds_left for r in runs if r.component_seconds_left is not None],
-        ),
-        (
-            AUTHORIZER_MIN_SECONDS_TO_EXPIRY,
-            [r.authorizer_min_seconds_left for r in runs if r.authorizer_min_seconds_left is not None],
-        ),
-    ):
-        if values:
-            record(name, MetricUnit.Seconds, round(min(values)))
+    ages = [run.ticket_age for run in runs if run.ticket_age is not None]
+    if ages:
+        record(COMPONENT_TICKET_AGE, MetricUnit.Seconds, round(max(ages)))
+    lefts = [run.authorizer_min_seconds_left for run in runs if run.authorizer_min_seconds_left is not None]
+    if lefts:
+        record(AUTHORIZER_MIN_SECONDS_TO_EXPIRY, MetricUnit.Seconds, round(min(lefts)))
     active = [run.active for run in runs if run.active is not None]
     if active:
         record(AUTHORIZERS_ACTIVE, MetricUnit.Count, sum(active))
@@ -716,7 +709,6 @@ class PlatformRefresher:
             "account must authorize the platform again (its token expires; readers get errors)",
             extra={"appid": appid, "component_appid": component.appid},
         )
-        count(AUTHORIZER_REFRESH_TOKEN_LOST)
         with self._lock:
             report.lost += 1
             report.fail(appid, RefreshTokenRejectedError(61023, "refresh token refused and not in the list"))

@@ -208,7 +208,7 @@ class Refresher:
         # Apps are independent, and a slow one (WeChat timing out, retries) must not eat the
         # time budget of the others.
         outcomes = _parallel(lambda a: self._refresh_guarded(a, request, deadline), selected)
-        self._run_platforms(components, authorizers, request, deadline, report)
+        component_lefts = self._run_platforms(components, authorizers, request, deadline, report)
         for outcome in outcomes:
             if outcome.refreshed:
                 report.refreshed.append(outcome.appid)
@@ -228,7 +228,7 @@ class Refresher:
         # guard reports every app every minute.
         covered = [app.appid for app in selected] if request.appids is not None else sorted(apps)
         seen = {outcome.appid: outcome.seen for outcome in outcomes if outcome.seen is not None}
-        self._observe_expiry(covered, deadline, seen)
+        self._observe_expiry(covered, deadline, seen, component_lefts)
         return report
 
     def _authorizer_component(self, appid: str, components: Mapping[str, AppConfig]) -> AppConfig | None:
@@ -249,7 +249,7 @@ class Refresher:
         request: RefreshRequest,
         deadline: Deadline,
         report: RefreshReport,
-    ) -> None:
+    ) -> list[float]:
         """Each platform's run (or the authorizers a request names), into ``report``: a
         component's own failure fails the run like an app's; authorizers' failures are
         counted and listed, never failing it (see :mod:`wxtoken.refresh.platform`)."""
@@ -258,7 +258,7 @@ class Refresher:
         else:
             targets = [components[appid] for appid in request.appids if appid in components]
         if not targets and not authorizers:
-            return
+            return []
         platforms = self.platforms()
         runs = [platforms.run(component, request, deadline) for component in targets]
         for run in runs:
@@ -274,9 +274,19 @@ class Refresher:
             else:
                 report.skipped.append({"appid": appid, "reason": self._why_not(request)})
         record_platform_metrics(runs)
+        # Each platform's component token counts in MinSecondsToExpiry (the run's least).
+        return [
+            run.component_seconds_left
+            for run in runs[: len(targets)]
+            if run.component_seconds_left is not None
+        ]
 
     def _observe_expiry(
-        self, appids: Sequence[str], deadline: Deadline, seen: Mapping[str, Credential] | None = None
+        self,
+        appids: Sequence[str],
+        deadline: Deadline,
+        seen: Mapping[str, Credential] | None = None,
+        also: Sequence[float] = (),
     ) -> None:
         """Report each app's seconds to expiry as stored now, and the least of them.
 
@@ -302,7 +312,7 @@ class Refresher:
             put_app_metric(SECONDS_TO_EXPIRY, MetricUnit.Seconds, round(left), appid)
             return left
 
-        known = [left for left in _parallel(seconds_left, appids) if left is not None]
+        known = [left for left in _parallel(seconds_left, appids) if left is not None] + list(also)
         if known:
             record(MIN_SECONDS_TO_EXPIRY, MetricUnit.Seconds, round(min(known)))
 
