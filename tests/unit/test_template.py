@@ -1115,3 +1115,16 @@ def test_open_platform_is_refused_on_any_store_but_dynamodb_with_the_reason(temp
     (assertion,) = rule["Assertions"]
     assert assertion["Assert"] == {"Fn::Equals": [{"Ref": "TokenStore"}, "dynamodb"]}
     assert "refresh tokens" in assertion["AssertDescription"]
+
+
+def test_the_platform_example_of_samconfig_deploys_open_platform_on_dynamodb():
+    import tomllib
+    from pathlib import Path
+
+    config = tomllib.loads((Path(__file__).parents[2] / "samconfig.toml").read_text(encoding="utf-8"))
+    overrides = dict(
+        pair.split("=", 1)
+        for pair in config["platform"]["deploy"]["parameters"]["parameter_overrides"].split()
+    )
+    assert overrides["TokenStore"] == "dynamodb"
+    assert overrides["OpenPlatform"] == "enabled"
