@@ -394,3 +394,22 @@ def test_every_platform_metric_the_template_reads_is_emitted(platform, capsys):
         (metric, sorted(dims), where) for metric, dims, where in wanted if (metric, dims) not in emitted
     ]
     assert not missing, f"read by the template, never emitted: {missing}"
+
+
+def test_authorizers_get_jsapi_tickets_when_their_platform_asks_for_them(platform):
+    # Given a platform whose entry asks for jsapi tickets for its authorizers
+    apps = dict(platform.system.apps)
+    apps[COMPONENT] = {**apps[COMPONENT], "jsapi_ticket": True}
+    platform.system.put_apps(apps)
+    platform.deliver(platform.open.push_ticket(COMPONENT))
+    (appid,) = platform.open.add_authorizers(COMPONENT, 1)
+    # When the guard runs
+    platform.run()
+    # Then the authorizer's ticket is stored beside its token, fetched with that token
+    ticket = platform.stored(appid, RecordName.JSAPI_TICKET)
+    token = platform.stored(appid)
+    assert ticket is not None
+    assert token is not None
+    (call,) = platform.wechat.calls("getticket", appid=appid)
+    assert call.errcode == 0
+    assert ticket.fetched_at >= token.fetched_at
