@@ -12,6 +12,7 @@ from wxtoken.refresh.platform_rules import (
     IMPORT_INTERVAL_SECONDS,
     authorizer_due_at,
     import_due,
+    listed_since,
     push_restart_due,
     retry_due_at,
     slot_offset,
@@ -79,10 +80,29 @@ def test_pushes_are_restarted_after_20_minutes_without_a_ticket_at_most_every_10
     ("state", "due"),
     [
         (None, True),
-        (AuthorizerImport(0, NOW - 100, NOW - 100, 10, NOW - 100), False),
-        (AuthorizerImport(500, NOW - 100, 0.0, 5000, NOW - 100), True),  # resumed
-        (AuthorizerImport(0, NOW, NOW - IMPORT_INTERVAL_SECONDS, 10, NOW), True),  # daily
+        (AuthorizerImport(0, NOW - 100, NOW - 100, NOW - 100, 0.0, 10, NOW - 100), False),
+        (AuthorizerImport(500, NOW - 100, 0.0, 0.0, 0.0, 5000, NOW - 100), True),  # resumed
+        (AuthorizerImport(0, NOW, NOW - IMPORT_INTERVAL_SECONDS, NOW - 1e5, 0.0, 10, NOW), True),  # daily
+        # a refused refresh token asked for a pass after the last one began
+        (AuthorizerImport(0, NOW - 100, NOW - 50, NOW - 100, NOW - 10, 10, NOW - 10), True),
+        (AuthorizerImport(0, NOW - 5, NOW - 1, NOW - 5, NOW - 10, 10, NOW - 1), False),
     ],
 )
-def test_the_import_runs_first_resumes_and_repeats_daily(state, due):
+def test_the_import_runs_first_resumes_repeats_daily_and_when_a_refresh_token_is_refused(state, due):
     assert import_due(state, NOW) is due
+
+
+@pytest.mark.parametrize(
+    ("pass_started_at", "refused_at", "lost"),
+    [
+        (NOW - 100, NOW - 10, False),  # the last full pass began before the refusal
+        (NOW - 10, NOW - 10, True),  # it began at the refusal: it saw the current token
+        (NOW - 50, NOW - 100, True),
+        (NOW - 50, 0.0, False),  # never refused
+    ],
+)
+def test_a_refused_token_is_lost_only_after_a_full_pass_that_began_after_the_refusal(
+    pass_started_at, refused_at, lost
+):
+    state = AuthorizerImport(0, pass_started_at, NOW - 1, pass_started_at, 0.0, 10, NOW - 1)
+    assert listed_since(state, refused_at) is lost

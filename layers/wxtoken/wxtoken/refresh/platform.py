@@ -44,6 +44,7 @@ from wxtoken.errors import (
     ComponentTicketError,
     DamagedRecordError,
     InvalidCredentialError,
+    LeaseBusyError,
     MisconfiguredAppError,
     RefreshTokenRejectedError,
     RetryableWeChatError,
@@ -65,11 +66,13 @@ from wxtoken.observability import (
     record,
 )
 from wxtoken.refresh.platform_rules import (
+    IMPORT_PAGES_PER_RUN,
     LOST_RETRY_SECONDS,
     RECOVERY_INTERVAL_SECONDS,
     TICKET_LIFETIME_SECONDS,
     authorizer_due_at,
     import_due,
+    listed_since,
     push_restart_due,
     retry_due_at,
     ticket_age,
@@ -98,6 +101,8 @@ _FAILURES_REPORTED = 20
 # a cycle; "far future" is any bound past that).
 _OBSERVED_HEAD = 10
 _FAR_FUTURE_SECONDS = 30 * 86400
+# The import's own lease: a page of 500 accounts takes seconds, a run reads at most 20.
+_IMPORT_LEASE_SECONDS = 90
 
 
 @dataclass(slots=True)
@@ -138,11 +143,23 @@ class PlatformReport:
             self.failures.append({"appid": appid, "error": _describe(exc)})
 
 
+class _NotOurs(RefreshTokenRejectedError):
+    """The account has no refresh token of this platform stored: it leaves the queue (the
+    import brings it back if WeChat still lists it)."""
+
+
+class _Imported(Enum):
+    KNOWN = "known"  # the same refresh token (or a newer one) is stored
+    NEW = "new"
+    CHANGED = "changed"  # the listed refresh token replaced ours: queued at once
+
+
 class _Result(Enum):
     REFRESHED = "refreshed"
     SKIPPED = "skipped"
     FAILED = "failed"
     REFUSED = "refused"  # the refresh token: looked up in the list after the batch
+    GONE = "gone"  # no refresh token of this platform: out of the queue
 
 
 def _describe(exc: BaseException) -> str:
@@ -280,7 +297,7 @@ class PlatformRefresher:
             return report
         result = self._refresh_one(component, platform, appid, request, deadline, report)
         if result is _Result.REFUSED:
-            self._recover(component, platform, [appid], deadline, report)
+            self._recover(component, platform, [appid], report)
         for failure in report.failures:
             report.errors.append(failure["error"])
         return report
@@ -352,8 +369,10 @@ class PlatformRefresher:
 
     def _mint_authorizer(self, component: AppConfig, appid: str, deadline: Deadline) -> Grant:
         stored = self._read_refresh_token(appid)
-        if stored is None:
-            raise _unsent(RefreshTokenRejectedError(None, f"no refresh token stored for authorizer {appid}"))
+        if stored is None or stored.component_appid != component.appid:
+            # Not (or no longer) this platform's account: unauthorized, or authorized to
+            # another platform of the secret, which keeps its own refresh token.
+            raise _unsent(_NotOurs(None, f"{appid} holds no refresh token from platform {component.appid}"))
         answer = self._with_component_token(
             component,
             deadline,
@@ -364,7 +383,7 @@ class PlatformRefresher:
         if answer.refresh_token != stored.refresh_token:
             # WeChat handed out a new refresh token (the old one may stop working): keep it
             # before the access token, so that it is never the one thing lost.
-            self._keep_refresh_token(appid, component.appid, answer.refresh_token)
+            self._keep_refresh_token(appid, component.appid, answer.refresh_token, after=stored)
         return answer.grant
 
     def _mint_by_code(self, component: AppConfig, appid: str, code: str, deadline: Deadline) -> Grant:
@@ -377,7 +396,10 @@ class PlatformRefresher:
             raise InvalidCredentialError(
                 None, f"the authorization code pushed for {appid} is {answer.appid}'s"
             )
-        self._keep_refresh_token(appid, component.appid, answer.refresh_token)
+        # WeChat's answer to a new authorization: newer than any refresh token stored before.
+        self._keep_refresh_token(
+            appid, component.appid, answer.refresh_token, after=self._read_refresh_token(appid)
+        )
         return answer.grant
 
     # --- the ticket -------------------------------------------------------------------
@@ -484,17 +506,24 @@ class PlatformRefresher:
                 "authorization code not usable; looking the account up in api_get_authorizer_list",
                 extra={"appid": appid, "errcode": exc.errcode},
             )
-            self._recover(component, platform, [appid], deadline, report, force=True)
+            self._recover(component, platform, [appid], report)
             return
         logger.info("authorizer added", extra={"appid": appid, "component_appid": component.appid})
         if outcome.refreshed:
             report.refreshed += 1
-        self._reschedule(component, platform, appid, outcome.seen)
+        self._reschedule(component, platform, appid, outcome.seen, suspect=outcome.suspect)
 
     def _forget(self, component: AppConfig, platform: PlatformStore, appid: str) -> None:
         """The account withdrew its authorization: stop refreshing it and remove its tokens
         (WeChat refuses them from now on; a reader should see none rather than a dead one)."""
         with self._store.lease(appid, self._refresher.lease_seconds):
+            stored = self._read_refresh_token(appid)
+            if stored is not None and stored.component_appid != component.appid:
+                logger.info(
+                    "unauthorized push for an account another platform holds: left to it",
+                    extra={"appid": appid, "component_appid": component.appid},
+                )
+                return
             platform.unschedule(appid)
             for name in (
                 RecordName.ACCESS_TOKEN,
@@ -528,7 +557,7 @@ class PlatformRefresher:
             )
             refused = [q.appid for q, result in zip(batch, results, strict=True) if result is _Result.REFUSED]
             if refused:
-                self._recover(component, platform, refused, deadline, report)
+                self._recover(component, platform, refused, report)
         report.due_left = len(
             [q for q in platform.due(component.appid, now, _BATCH + len(done)) if q.appid not in done]
         )
@@ -559,6 +588,14 @@ class PlatformRefresher:
             outcome = self._refresher.refresh_subject(
                 self.authorizer_subject(component, appid), request, deadline
             )
+        except _NotOurs:
+            # Left over from an unauthorized account (a run that raced _forget, the index
+            # lagging): drop it from the queue rather than alarm on it.
+            platform.unschedule(appid)
+            logger.info(
+                "authorizer has no refresh token of this platform: out of its queue", extra={"appid": appid}
+            )
+            return _Result.GONE
         except RefreshTokenRejectedError:
             return _Result.REFUSED
         except Exception as exc:  # one authorizer never blocks the others
@@ -571,7 +608,7 @@ class PlatformRefresher:
                 with self._lock:
                     report.fail(appid, RetryableWeChatError(None, error))
         try:
-            self._reschedule(component, platform, appid, outcome.seen)
+            self._reschedule(component, platform, appid, outcome.seen, suspect=outcome.suspect)
         except WxTokenError as exc:
             logger.error(
                 "could not put the authorizer back in the queue", extra={"appid": appid, "error": str(exc)}
@@ -621,11 +658,19 @@ class PlatformRefresher:
             logger.warning("could not back the authorizer off", extra={"appid": appid, "error": str(again)})
 
     def _reschedule(
-        self, component: AppConfig, platform: PlatformStore, appid: str, token: Credential | None
+        self,
+        component: AppConfig,
+        platform: PlatformStore,
+        appid: str,
+        token: Credential | None,
+        *,
+        suspect: bool = False,
     ) -> None:
+        """Back in the queue at its slot; within a minute when the token just stored may be
+        retired by a mint still in flight (the refresher left its mint intent open)."""
         token = token or self._refresher.read_credential(appid)
         now = self._clock()
-        due = authorizer_due_at(appid, token, now) if token is not None else retry_due_at(1, now)
+        due = retry_due_at(1, now) if token is None or suspect else authorizer_due_at(appid, token, now)
         platform.schedule(
             appid, component.appid, due, Schedule(component.appid, due, 0, 0.0, now).to_record()
         )
@@ -636,62 +681,57 @@ class PlatformRefresher:
         component: AppConfig,
         platform: PlatformStore,
         appids: list[str],
-        deadline: Deadline,
         report: PlatformReport,
-        *,
-        force: bool = False,
     ) -> None:
-        """Look the refused (or missing) refresh tokens up in api_get_authorizer_list, once a
-        day per authorizer; one that is not there, or the same, is lost: alarmed, retried hourly."""
+        """WeChat refused these accounts' refresh tokens (61023), or their authorization code
+        could not be traded: the current refresh token is in api_get_authorizer_list.
+
+        The import reads it — resumably, a bounded number of pages a run, so that one refused
+        account can never eat a run at 50,000 accounts — and keeps every refresh token that
+        differs, putting the account due at once. Here a pass is asked for and the account
+        backs off; refused again after a full pass that began after its first refusal, it is
+        lost: alarmed, and tried hourly (an account may authorize again).
+        """
         now = self._clock()
-        lookups: list[str] = []
-        schedules: dict[str, Schedule | None] = {}
+        state = self._read_import(component.appid)
+        wanted = False
         for appid in appids:
-            schedule = schedules[appid] = self._read_schedule(appid)
-            if force or schedule is None or now - schedule.recovered_at >= RECOVERY_INTERVAL_SECONDS:
-                lookups.append(appid)
-            else:
+            schedule = self._read_schedule(appid)
+            refused_at = schedule.recovered_at if schedule is not None else 0.0
+            if listed_since(state, refused_at):
                 self._lost(component, platform, appid, schedule, report)
-        if not lookups:
-            return
-        wanted = set(lookups)
-        found: dict[str, str] = {}
-        try:
-            token = self._component_token(component)
-            for _offset, _total, page in self._api.authorizers(
-                component.appid, token.value, deadline=deadline
-            ):
-                found.update((a.appid, a.refresh_token) for a in page if a.appid in wanted)
-                if len(found) == len(wanted) or deadline.remaining() < _RESERVE_SECONDS:
-                    break
-        except WxTokenError as exc:
-            logger.error(
-                "could not read api_get_authorizer_list to recover refresh tokens; trying again later",
-                extra={
-                    "component_appid": component.appid,
-                    "error_type": type(exc).__name__,
-                    "error": str(exc),
-                },
-            )
-            for appid in lookups:
-                self._failed(component, platform, appid, exc, report)
-            return
-        for appid in lookups:
-            current = self._read_refresh_token(appid)
-            listed = found.get(appid)
-            if listed is not None and (current is None or listed != current.refresh_token):
-                self._keep_refresh_token(appid, component.appid, listed)
-                due = self._clock()
-                platform.schedule(
-                    appid, component.appid, due, Schedule(component.appid, due, 0, due, due).to_record()
-                )
+                continue
+            if not refused_at or now - refused_at >= RECOVERY_INTERVAL_SECONDS:
+                refused_at = now
                 logger.warning(
-                    "WeChat refused the authorizer's refresh token; replaced it with the one in "
-                    "api_get_authorizer_list (the next run refreshes the account)",
+                    "WeChat refused the authorizer's refresh token; looking for the current one in "
+                    "api_get_authorizer_list",
                     extra={"appid": appid, "component_appid": component.appid},
                 )
-            else:
-                self._lost(component, platform, appid, schedules[appid], report, looked_up=True)
+            wanted = True
+            failures = (schedule.failures if schedule is not None else 0) + 1
+            due = retry_due_at(failures, now)
+            platform.schedule(
+                appid,
+                component.appid,
+                due,
+                Schedule(component.appid, due, failures, refused_at, now).to_record(),
+            )
+        if wanted and (state is None or state.requested_at <= state.pass_started_at):
+            base = state or AuthorizerImport(0, 0.0, 0.0, 0.0, 0.0, 0, 0.0)
+            self._write_import(
+                component.appid,
+                AuthorizerImport(
+                    base.offset,
+                    base.started_at,
+                    base.completed_at,
+                    base.pass_started_at,
+                    now,
+                    base.total,
+                    0.0,
+                ),
+                base,
+            )
 
     def _lost(
         self,
@@ -700,8 +740,6 @@ class PlatformRefresher:
         appid: str,
         schedule: Schedule | None,
         report: PlatformReport,
-        *,
-        looked_up: bool = False,
     ) -> None:
         now = self._clock()
         logger.error(
@@ -712,8 +750,8 @@ class PlatformRefresher:
         with self._lock:
             report.lost += 1
             report.fail(appid, RefreshTokenRejectedError(61023, "refresh token refused and not in the list"))
-        failures = (schedule.failures if schedule else 0) + 1
-        recovered_at = now if looked_up or schedule is None else schedule.recovered_at
+        failures = (schedule.failures if schedule is not None else 0) + 1
+        recovered_at = schedule.recovered_at if schedule is not None else now
         due = now + LOST_RETRY_SECONDS
         platform.schedule(
             appid,
@@ -726,68 +764,104 @@ class PlatformRefresher:
     def _import_if_due(
         self, component: AppConfig, platform: PlatformStore, deadline: Deadline, report: PlatformReport
     ) -> bool:
-        """Read the list if an import is due (module docstring); whether it queued new accounts."""
-        now = self._clock()
+        """Read the list if a pass is due (module docstring), at most
+        :data:`IMPORT_PAGES_PER_RUN` pages, under the platform's import lease (overlapping runs
+        never read it twice). Returns whether new accounts were queued."""
         state = self._read_import(component.appid)
         if state is not None:
             report.active = state.total
-        if not import_due(state, now) or deadline.remaining() < 2 * _RESERVE_SECONDS:
+        if not import_due(state, self._clock()) or deadline.remaining() < 2 * _RESERVE_SECONDS:
             return False
-        imported_before = report.imported
-        resuming = state is not None and state.offset > 0
-        start = state.offset if state is not None and resuming else 0
-        started_at = state.started_at if state is not None and resuming else now
-        completed_at = state.completed_at if state is not None else 0.0
+        try:
+            with self._store.lease(f"{component.appid}-import", _IMPORT_LEASE_SECONDS):
+                return self._import(component, platform, deadline, report)
+        except LeaseBusyError:
+            return False  # another run is reading the list right now
+
+    def _import(
+        self, component: AppConfig, platform: PlatformStore, deadline: Deadline, report: PlatformReport
+    ) -> bool:
+        state = self._read_import(component.appid)  # again, under the lease
+        now = self._clock()
+        if not import_due(state, now):
+            return False
+        base = state or AuthorizerImport(0, 0.0, 0.0, 0.0, 0.0, 0, 0.0)
+        resuming = base.offset > 0
+        started_at = base.started_at if resuming else now
         token = self._component_token(component)
+        queued = 0
+        total, offset = base.total, base.offset
+        # Taken before the list is read: a refresh token WeChat handed out after this (a
+        # refresh's rotation, a new authorization) is newer than the listed one and wins.
         listed_at = self._clock()
-        total = state.total if state is not None else 0
-        for offset, total, page in self._api.authorizers(
-            component.appid, token.value, deadline=deadline, start=start
-        ):
-            added = _parallel(lambda a: self._import_one(component, platform, a, listed_at), page)
-            report.imported += sum(added)
-            finished = not page or offset >= total
-            if finished:
+        finished = False
+        pages = self._api.authorizers(component.appid, token.value, deadline=deadline, start=base.offset)
+        for number, (offset, total, page) in enumerate(pages, start=1):
+            outcomes = _parallel(lambda a: self._import_one(component, platform, a, listed_at), page)
+            report.imported += outcomes.count(_Imported.NEW)
+            queued += len(outcomes) - outcomes.count(_Imported.KNOWN)
+            if offset >= total:
+                finished = True
                 break
-            self._write_import(
-                component.appid, AuthorizerImport(offset, started_at, completed_at, total, self._clock())
+            if number >= IMPORT_PAGES_PER_RUN or deadline.remaining() < 2 * _RESERVE_SECONDS:
+                break
+        else:
+            finished = True  # the list ended (WeChat's total_count may lag its pages)
+        if not finished:
+            base = self._write_import(
+                component.appid,
+                AuthorizerImport(
+                    offset, started_at, base.completed_at, base.pass_started_at, base.requested_at, total, 0.0
+                ),
+                base,
             )
-            if deadline.remaining() < 2 * _RESERVE_SECONDS:
-                logger.info(
-                    "authorizer import continues next run",
-                    extra={"component_appid": component.appid, "offset": offset, "total": total},
-                )
-                return report.imported > imported_before
+            logger.info(
+                "authorizer import continues next run",
+                extra={"component_appid": component.appid, "offset": offset, "total": total},
+            )
+            return queued > 0
         done_at = self._clock()
-        self._write_import(component.appid, AuthorizerImport(0, started_at, done_at, total, done_at))
+        self._write_import(
+            component.appid,
+            AuthorizerImport(0, started_at, done_at, started_at, base.requested_at, total, 0.0),
+            base,
+        )
         report.active = total
         logger.info(
             "authorizers imported from api_get_authorizer_list",
-            extra={"component_appid": component.appid, "total": total, "new": report.imported},
+            extra={
+                "component_appid": component.appid,
+                "total": total,
+                "queued": queued,
+            },
         )
-        return report.imported > imported_before
+        return queued > 0
 
     def _import_one(
         self, component: AppConfig, platform: PlatformStore, listed: ListedAuthorizer, listed_at: float
-    ) -> bool:
-        """Keep the listed refresh token unless ours is the same or newer; queue an account
-        seen for the first time at once. Returns whether it was new."""
+    ) -> _Imported:
+        """Keep the listed refresh token unless ours is the same or newer, and queue the
+        account at once when it is new or its refresh token changed (a refused one is
+        replaced so within a minute)."""
         current = self._read_refresh_token(listed.appid)
         if current is not None and current.refresh_token == listed.refresh_token:
-            return False
-        self._store.write_if_newer(
+            return _Imported.KNOWN
+        written = self._store.write_if_newer(
             listed.appid,
             RecordName.AUTHORIZER_REFRESH_TOKEN,
             RefreshToken(listed.refresh_token, component.appid, listed_at).to_record(),
             None,
         )
-        if current is not None:
-            return False
+        if not written:
+            return _Imported.KNOWN  # a newer one was stored since the list was read
         now = self._clock()
-        platform.schedule(
-            listed.appid, component.appid, now, Schedule(component.appid, now, 0, 0.0, now).to_record()
-        )
-        return True
+        schedule = Schedule(component.appid, now, 0, 0.0, now)
+        if current is not None:
+            previous = self._read_schedule(listed.appid)
+            if previous is not None:
+                schedule = Schedule(component.appid, now, previous.failures, previous.recovered_at, now)
+        platform.schedule(listed.appid, component.appid, now, schedule.to_record())
+        return _Imported.NEW if current is None else _Imported.CHANGED
 
     # --- what the dashboard shows ---------------------------------------------------------
     def _observe(self, component: AppConfig, platform: PlatformStore, report: PlatformReport) -> None:
@@ -797,7 +871,8 @@ class PlatformRefresher:
         lefts: list[float] = []
         for queued in platform.due(component.appid, now + _FAR_FUTURE_SECONDS, _OBSERVED_HEAD):
             token = self._refresher.read_credential(queued.appid)
-            lefts.append(max(0.0, token.seconds_left(now)) if token is not None else 0.0)
+            if token is not None:  # none: a new account being fetched, or one leaving the queue
+                lefts.append(max(0.0, token.seconds_left(now)))
         if lefts:
             report.authorizer_min_seconds_left = min(lefts)
 
@@ -834,11 +909,34 @@ class PlatformRefresher:
         except DamagedRecordError:
             return None
 
-    def _write_import(self, component_appid: str, state: AuthorizerImport) -> None:
+    def _write_import(
+        self, component_appid: str, state: AuthorizerImport, previous: AuthorizerImport
+    ) -> AuthorizerImport:
+        """Store ``state`` over ``previous`` (its ``fetched_at`` just after the previous one's,
+        so a slow clock never makes the write lose); returns what was written."""
+        fetched_at = max(self._clock(), previous.fetched_at + 0.001)
+        state = AuthorizerImport(
+            state.offset,
+            state.started_at,
+            state.completed_at,
+            state.pass_started_at,
+            state.requested_at,
+            state.total,
+            fetched_at,
+        )
         self._store.write_if_newer(component_appid, RecordName.AUTHORIZER_IMPORT, state.to_record(), None)
+        return state
 
-    def _keep_refresh_token(self, appid: str, component_appid: str, refresh_token: str) -> None:
-        record = RefreshToken(refresh_token, component_appid, self._clock())
+    def _keep_refresh_token(
+        self, appid: str, component_appid: str, refresh_token: str, *, after: RefreshToken | None
+    ) -> None:
+        """Store the refresh token WeChat just handed out in answer to ``after`` (the one it
+        was asked with, or the one stored before a new authorization): it is newer than that
+        one, whatever this container's clock says. Refused only when another was stored
+        meanwhile; then :class:`StoreError` (if WeChat refuses the stored one, the import
+        finds the current one)."""
+        fetched_at = max(self._clock(), after.fetched_at + 0.001 if after is not None else 0.0)
+        record = RefreshToken(refresh_token, component_appid, fetched_at)
         if not self._store.write_if_newer(
             appid, RecordName.AUTHORIZER_REFRESH_TOKEN, record.to_record(), None
         ):

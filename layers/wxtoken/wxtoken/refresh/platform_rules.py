@@ -37,6 +37,9 @@ TICKET_LIFETIME_SECONDS = 43200
 IMPORT_INTERVAL_SECONDS = 86400
 # A refresh token is looked up in the list at most once a day per authorizer.
 RECOVERY_INTERVAL_SECONDS = 86400
+# Pages of api_get_authorizer_list one run reads at most (20 x 500 = 10,000 accounts); a pass
+# over more resumes at the next run.
+IMPORT_PAGES_PER_RUN = 20
 
 
 def slot_offset(appid: str) -> int:
@@ -77,6 +80,17 @@ def push_restart_due(ticket: Credential | None, last_restart_at: float | None, n
 
 
 def import_due(state: AuthorizerImport | None, now: float) -> bool:
-    """Whether to read api_get_authorizer_list now: never read, an import to resume, or the
-    last full pass a day old."""
-    return state is None or state.offset > 0 or now - state.completed_at >= IMPORT_INTERVAL_SECONDS
+    """Whether to read api_get_authorizer_list now: never read, a pass to resume, the last
+    full pass a day old, or a refused refresh token waiting for a pass that began after it."""
+    return (
+        state is None
+        or state.offset > 0
+        or now - state.completed_at >= IMPORT_INTERVAL_SECONDS
+        or state.requested_at > state.pass_started_at
+    )
+
+
+def listed_since(state: AuthorizerImport | None, refused_at: float) -> bool:
+    """Whether a full pass over the list began at or after ``refused_at``: it saw the refresh
+    token WeChat holds now, so a token still refused after it is lost."""
+    return state is not None and refused_at > 0 and state.pass_started_at >= refused_at

@@ -123,6 +123,9 @@ class _Outcome(Frozen):
     skipped_reason: str | None = None
     errors: tuple[str, ...] = ()
     seen: Credential | None = None
+    # The token stored may be retired within 5 minutes by a mint still in flight (its mint
+    # intent is left open): whoever schedules the next refresh must do it within a minute.
+    suspect: bool = False
 
 
 def _parallel[T, R](work: Callable[[T], R], items: Sequence[T]) -> list[R]:
@@ -523,6 +526,7 @@ class Refresher:
                 extra={"appid": appid},
             )
             self._write_intent(subject, credential.fetched_at, self._read_state(subject))
+        suspect = grant.maybe_overtaken
         if subject.per_app_metrics:
             put_app_metric(TOKEN_REFRESHED, MetricUnit.Count, 1, appid)
             count(TOKEN_REFRESHED)
@@ -536,7 +540,7 @@ class Refresher:
                 "expires_in": grant.expires_in,
             },
         )
-        return _Outcome(appid, refreshed=True, seen=credential)
+        return _Outcome(appid, refreshed=True, seen=credential, suspect=suspect)
 
     def _mint(self, app: AppConfig, deadline: Deadline, force: bool) -> Grant:
         """The token call. A forced stable_token whose answer was lost is asked again in

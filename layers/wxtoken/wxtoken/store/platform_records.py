@@ -72,14 +72,18 @@ class Schedule(Frozen, _FlatRecord):
 class AuthorizerImport(Frozen, _FlatRecord):
     """The import of a platform's authorizers from api_get_authorizer_list.
 
-    ``offset``: where an import that ran out of time resumes (0: none in progress);
-    ``completed_at``: when the last full pass ended (the next is due a day later)."""
+    ``offset``: where a pass that ran out of time resumes (0: none in progress), started at
+    ``started_at``. ``completed_at``: when the last full pass ended, and ``pass_started_at``
+    when that pass began (it saw every refresh token current at that time or later).
+    ``requested_at``: a refused refresh token asked for a pass beginning after this time."""
 
     _WHAT: ClassVar[str] = "authorizer import"
     _FIELDS: ClassVar[Mapping[str, Callable[[Any], Any]]] = {
         "offset": _count,
         "started_at": _finite,
         "completed_at": _finite,
+        "pass_started_at": _finite,
+        "requested_at": _finite,
         "total": _count,
         "fetched_at": _finite,
     }
@@ -87,6 +91,8 @@ class AuthorizerImport(Frozen, _FlatRecord):
     offset: int
     started_at: float
     completed_at: float
+    pass_started_at: float
+    requested_at: float
     total: int
     fetched_at: float
 

@@ -337,6 +337,12 @@ class WeChatAPI:
             put_metric(WECHAT_API_LATENCY, MetricUnit.Milliseconds, round(elapsed_ms, 1), Endpoint=endpoint)
 
 
+def overtaken(payload: dict[str, Any]) -> bool:
+    """Whether an earlier attempt of the call that got ``payload`` may still mint after it
+    (see :attr:`Grant.maybe_overtaken`): for callers that build their own :class:`Grant`."""
+    return bool(payload.get(_IN_FLIGHT_KEY))
+
+
 def _grant(payload: dict[str, Any], field: str, path: str) -> Grant:
     value = payload.get(field)
     expires_in = payload.get("expires_in")

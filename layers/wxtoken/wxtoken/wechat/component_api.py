@@ -21,7 +21,7 @@ from typing import Any
 from wxtoken.deadline import Deadline
 from wxtoken.errors import WeChatTransportError
 from wxtoken.frozen import Frozen
-from wxtoken.wechat.api import Grant, WeChatAPI
+from wxtoken.wechat.api import Grant, WeChatAPI, overtaken
 
 COMPONENT = "/cgi-bin/component"
 COMPONENT_TOKEN_PATH = f"{COMPONENT}/api_component_token"
@@ -70,7 +70,7 @@ class ComponentAPI:
             "component_verify_ticket": ticket,
         }
         payload = self._api.post(COMPONENT_TOKEN_PATH, body, deadline=deadline, mints=True)
-        return _grant(payload, "component_access_token", COMPONENT_TOKEN_PATH)
+        return _grant(payload, "component_access_token", COMPONENT_TOKEN_PATH, overtaken(payload))
 
     def start_push_ticket(self, component_appid: str, component_secret: str, *, deadline: Deadline) -> None:
         """Ask WeChat to push component_verify_ticket again (every 10 minutes from now)."""
@@ -97,7 +97,7 @@ class ComponentAPI:
             raise WeChatTransportError(f"WeChat {QUERY_AUTH_PATH} answered without authorizer_appid")
         return AuthorizerGrant(
             appid,
-            _grant(info, "authorizer_access_token", QUERY_AUTH_PATH),
+            _grant(info, "authorizer_access_token", QUERY_AUTH_PATH, overtaken(payload)),
             _refresh_token(info, QUERY_AUTH_PATH),
         )
 
@@ -124,14 +124,16 @@ class ComponentAPI:
         )
         return AuthorizerGrant(
             authorizer_appid,
-            _grant(payload, "authorizer_access_token", AUTHORIZER_TOKEN_PATH),
+            _grant(payload, "authorizer_access_token", AUTHORIZER_TOKEN_PATH, overtaken(payload)),
             _refresh_token(payload, AUTHORIZER_TOKEN_PATH),
         )
 
     def authorizer_page(
         self, component_appid: str, component_token: str, offset: int, *, deadline: Deadline
-    ) -> tuple[int, list[ListedAuthorizer]]:
-        """One page of ``api_get_authorizer_list`` (500 accounts): ``(total_count, page)``."""
+    ) -> tuple[int, int, list[ListedAuthorizer]]:
+        """One page of ``api_get_authorizer_list`` (500 accounts): ``(total_count, entries
+        read, usable entries)``. An entry without a refresh token (WeChat sometimes lists one
+        so) is left out of the page but counted as read, so that paging never drifts."""
         payload = self._api.post(
             AUTHORIZER_LIST_PATH,
             {"component_appid": component_appid, "offset": offset, "count": AUTHORIZER_LIST_PAGE},
@@ -151,7 +153,7 @@ class ComponentAPI:
             and isinstance(entry.get("refresh_token"), str)
             and entry["refresh_token"]
         ]
-        return total, page
+        return total, len(entries), page
 
     def authorizers(
         self, component_appid: str, component_token: str, *, deadline: Deadline, start: int = 0
@@ -159,18 +161,22 @@ class ComponentAPI:
         """Every page from ``start`` on, as ``(offset after the page, total_count, page)``."""
         offset = start
         while True:
-            total, page = self.authorizer_page(component_appid, component_token, offset, deadline=deadline)
-            offset += len(page)
+            total, read, page = self.authorizer_page(
+                component_appid, component_token, offset, deadline=deadline
+            )
+            offset += read
             yield offset, total, page
-            if not page or offset >= total:
+            if read == 0 or offset >= total:
                 return
 
 
-def _grant(payload: dict[str, Any], field: str, path: str) -> Grant:
+def _grant(payload: dict[str, Any], field: str, path: str, maybe_overtaken: bool) -> Grant:
+    """The credential in ``payload``; ``maybe_overtaken`` when an earlier attempt of the call
+    timed out and may still mint after it (the refresher then keeps the token suspect)."""
     value, expires_in = payload.get(field), payload.get("expires_in")
     if not isinstance(value, str) or not value or not isinstance(expires_in, int) or expires_in <= 0:
         raise WeChatTransportError(f"WeChat {path} answered without a usable {field}/expires_in")
-    return Grant(value=value, expires_in=expires_in)
+    return Grant(value=value, expires_in=expires_in, maybe_overtaken=maybe_overtaken)
 
 
 def _refresh_token(payload: dict[str, Any], path: str) -> str:
