@@ -164,6 +164,8 @@ class Webhook:
         component = self._apps.component(component_appid)
         token = self._token(component)
         timestamp, nonce = self._fresh_timestamp(query)
+        # WeChat's query carries both: signature=…&timestamp=…&nonce=…&encrypt_type=aes&
+        # msg_signature=… (a push's URL as received, quoted in wechatpy/wechatpy#158).
         verify_signature(query.get("signature"), token, timestamp, nonce)
         if query.get("encrypt_type", "raw").lower() != "aes":
             raise MalformedMessage("malformed message")
