@@ -15,7 +15,7 @@ import http.server
 import json
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any, Final
 from urllib.parse import parse_qsl, urlsplit
@@ -107,6 +107,16 @@ def build_event(
     return event
 
 
+def pick_route(routes: Iterable[Route], method: str, path: str) -> Route | None:
+    """The route API Gateway serves ``method path`` with, if any: the most specific that
+    matches — a method over ANY, fewer greedy parameters, then a literal segment over a
+    parameter (``/open/{component_appid}/events`` beats ``/open/{component_appid}/{authorizer_appid}``;
+    API Gateway, "Working with routes for HTTP APIs": the most specific match wins)."""
+    matching = [r for r in routes if r.match(method, path) is not None]
+    matching.sort(key=lambda r: (r.method == "ANY", "+}" in r.path, r.path.count("{"), -len(r.path)))
+    return matching[0] if matching else None
+
+
 def _as_text(body: bytes) -> str | None:
     try:
         return body.decode("utf-8")
@@ -154,10 +164,7 @@ class HttpApiServer(BackgroundServer):
         super().__init__(server, "http-api")
 
     def route_for(self, method: str, path: str) -> Route | None:
-        # API Gateway prefers the most specific route: a method over ANY, fewer greedy parameters.
-        matching = [r for r in self.routes if r.match(method, path) is not None]
-        matching.sort(key=lambda r: (r.method == "ANY", "+}" in r.path, -len(r.path)))
-        return matching[0] if matching else None
+        return pick_route(self.routes, method, path)
 
     def handle(
         self, method: str, target: str, headers: list[tuple[str, str]], body: bytes, client: str

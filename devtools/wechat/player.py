@@ -128,7 +128,7 @@ def apigw_event(
 ) -> dict[str, Any]:
     """An API Gateway HTTP API (payload v2) event, as `sam local start-api` sends it."""
     query = query or {}
-    path_parts = path.strip("/").split("/")
+    route_key, path_parameters = _route(method, path)
     context: dict[str, Any] = {
         "accountId": "123456789012",
         "apiId": "wxtoken",
@@ -141,7 +141,7 @@ def apigw_event(
             "userAgent": "Mozilla/4.0",
         },
         "requestId": f"req-{secrets.token_hex(6)}",
-        "routeKey": f"{method} /{path_parts[0]}/{{appid}}",
+        "routeKey": route_key,
         "stage": "$default",
         "time": "23/Nov/2026:08:00:00 +0000",
         "timeEpoch": int(time.time() * 1000),
@@ -164,7 +164,7 @@ def apigw_event(
         "rawQueryString": urlencode(query, errors="surrogatepass"),
         "headers": {"content-type": "text/xml" if body else "text/plain", "host": context["domainName"]},
         "requestContext": context,
-        "pathParameters": {"appid": path_parts[-1]},
+        "pathParameters": path_parameters,
         "isBase64Encoded": base64_body,
     }
     if query:
@@ -172,6 +172,18 @@ def apigw_event(
     if body is not None:
         event["body"] = base64.b64encode(body.encode()).decode() if base64_body else body
     return event
+
+
+def _route(method: str, path: str) -> tuple[str, dict[str, str]]:
+    """The template's route for ``path`` and its path parameters, as API Gateway matches them
+    (a literal segment wins over a parameter: ``/open/{component_appid}/events``)."""
+    parts = path.strip("/").split("/")
+    if parts[0] == "open" and len(parts) == 3:
+        if parts[2] == "events":
+            return f"{method} /open/{{component_appid}}/events", {"component_appid": parts[1]}
+        route = f"{method} /open/{{component_appid}}/{{authorizer_appid}}"
+        return route, {"component_appid": parts[1], "authorizer_appid": parts[2]}
+    return f"{method} /{parts[0]}/{{appid}}", {"appid": parts[-1]}
 
 
 if __name__ == "__main__":  # regenerate nothing by accident: print a sample event

@@ -3,13 +3,17 @@
 - ``GET  /wechat/{appid}``  WeChat's URL verification (answers ``echostr``)
 - ``POST /wechat/{appid}``  messages and events, plain / safe / compatible mode
 - ``GET  /token/{appid}``   the central-control token API for your other servers (AWS_IAM)
+- ``POST /open/{component_appid}/events``  a third-party platform's 授权事件接收URL (ticket
+  pushes, authorization events; answers ``success``)
+- ``GET|POST /open/{component_appid}/{authorizer_appid}``  its 消息与事件接收URL
+  (``…/open/<component_appid>/$APPID$`` at WeChat): an authorizer's messages, same router
 
 Business handlers live in ``handlers.py`` next to this file. Bad input gets a short 4xx,
 never a 5xx; a dependency that is down (Secrets Manager, the token store) gets a 503 in
 time, never a Lambda timeout (see wxtoken.budget); message bodies and secrets are never logged.
 
 The routes are dispatched on the event's ``routeKey`` (API Gateway has already matched the
-route and put ``{appid}`` in ``pathParameters``) rather than by powertools'
+route and put ``{appid}`` or ``{component_appid}`` in ``pathParameters``) rather than by powertools'
 ``APIGatewayHttpResolver``, for a measured reason (2 shared cores, noisy): matching again a
 path API Gateway had matched cost 48 µs of a 346 µs warm request (``bench.webhook_roundtrip
 --breakdown``; the dispatch here is within noise of calling ``Webhook.receive`` directly), and
@@ -78,25 +82,59 @@ def _plain(status: int, text: str) -> dict[str, Any]:
     return _response(status, "text/plain", text)
 
 
-def verify_url(appid: str, event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    echostr = runtime().webhook.verify_url(appid, event.get("queryStringParameters") or {})
+def verify_url(path: Mapping[str, str], event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    echostr = runtime().webhook.verify_url(path.get("appid") or "", event.get("queryStringParameters") or {})
     return _plain(200, echostr)
 
 
-def receive(appid: str, event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+def receive(path: Mapping[str, str], event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     # Here rather than in lambda_handler's own body: building the runtime can fail (a dead
     # Secrets Manager on a cold start), and only inside a route does that become a 503.
     runtime().register_context(context)
-    answer = runtime().webhook.receive(appid, event.get("queryStringParameters") or {}, _body(event))
+    answer = runtime().webhook.receive(
+        path.get("appid") or "", event.get("queryStringParameters") or {}, _body(event)
+    )
     return _response(200, answer.content_type, answer.body)
 
 
-def token(appid: str, event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+def component_push(path: Mapping[str, str], event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    answer = runtime().platform_events.receive(
+        path.get("component_appid") or "", event.get("queryStringParameters") or {}, _body(event)
+    )
+    return _response(200, answer.content_type, answer.body)
+
+
+def verify_authorizer_url(
+    path: Mapping[str, str], event: dict[str, Any], context: LambdaContext
+) -> dict[str, Any]:
+    echostr = runtime().webhook.verify_authorizer_url(
+        path.get("component_appid") or "",
+        path.get("authorizer_appid") or "",
+        event.get("queryStringParameters") or {},
+    )
+    return _plain(200, echostr)
+
+
+def receive_for_authorizer(
+    path: Mapping[str, str], event: dict[str, Any], context: LambdaContext
+) -> dict[str, Any]:
+    runtime().register_context(context)
+    answer = runtime().webhook.receive_for_authorizer(
+        path.get("component_appid") or "",
+        path.get("authorizer_appid") or "",
+        event.get("queryStringParameters") or {},
+        _body(event),
+    )
+    return _response(200, answer.content_type, answer.body)
+
+
+def token(path: Mapping[str, str], event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     # The route has AWS_IAM authorization in the template; refuse anything that did not
     # come through it (a misconfigured route, a direct invoke without an IAM identity).
     authorizer = (event.get("requestContext") or {}).get("authorizer") or {}
     if not (authorizer.get("iam") or {}).get("userArn"):
         raise Unauthenticated("forbidden")
+    appid = path.get("appid") or ""
     runtime().apps.get(appid)  # UnknownAppError → 404
     credential = runtime().tokens.credential(appid)
     # Compact and ASCII-only, as the resolver serialised it (json.dumps' ensure_ascii).
@@ -106,15 +144,18 @@ def token(appid: str, event: dict[str, Any], context: LambdaContext) -> dict[str
     return _response(200, "application/json", body, _TOKEN_HEADERS)
 
 
-# API Gateway's routeKey is "METHOD /path/{param}", exactly as the template declares the route.
-_ROUTES: Final[Mapping[str, Callable[[str, dict[str, Any], LambdaContext], dict[str, Any]]]] = (
-    MappingProxyType(
-        {
-            "GET /wechat/{appid}": verify_url,
-            "POST /wechat/{appid}": receive,
-            "GET /token/{appid}": token,
-        }
-    )
+# API Gateway's routeKey is "METHOD /path/{param}", exactly as the template declares the route;
+# a route gets the event's pathParameters.
+_Route = Callable[[Mapping[str, str], dict[str, Any], LambdaContext], dict[str, Any]]
+_ROUTES: Final[Mapping[str, _Route]] = MappingProxyType(
+    {
+        "GET /wechat/{appid}": verify_url,
+        "POST /wechat/{appid}": receive,
+        "GET /token/{appid}": token,
+        "POST /open/{component_appid}/events": component_push,
+        "GET /open/{component_appid}/{authorizer_appid}": verify_authorizer_url,
+        "POST /open/{component_appid}/{authorizer_appid}": receive_for_authorizer,
+    }
 )
 
 
@@ -140,9 +181,10 @@ def _body(event: Mapping[str, Any]) -> bytes:
 
 
 def _request_names(event: Mapping[str, Any]) -> tuple[str, str]:
-    """The request's appid and path for a log line: both come from the URL, any length, so
-    they are cut short (an appid is at most 34 characters)."""
-    appid = (event.get("pathParameters") or {}).get("appid") or ""
+    """The request's appid (a component's on the /open routes) and path for a log line: both
+    come from the URL, any length, so they are cut short (an appid is at most 34 characters)."""
+    params = event.get("pathParameters") or {}
+    appid = params.get("appid") or params.get("component_appid") or ""
     return appid[:_LOGGED_CHARS], (event.get("rawPath") or "")[:_LOGGED_CHARS]
 
 
@@ -209,9 +251,8 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     route = _ROUTES.get(event.get("routeKey") or "")
     if route is None:
         return _not_found()
-    appid = (event.get("pathParameters") or {}).get("appid") or ""
     try:
-        return route(appid, event, context)
+        return route(event.get("pathParameters") or {}, event, context)
     except WxTokenError as exc:
         answer = next(a for c in type(exc).__mro__ if (a := _ANSWERS.get(c)))
         return answer(exc, event)

@@ -31,6 +31,9 @@ TOKEN = "wxtokenlocal"
 AES_KEY = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
 APPS_SECRET_ID = "wxtoken/apps"
 DEDUP_TABLE = "wxtoken-dedup"
+# A third-party platform (kind: component) with a Token of its own and the same key.
+COMPONENT = "wx3333333333333333"
+COMPONENT_TOKEN = "componentpushtoken"
 
 settings.register_profile(
     "ci",
@@ -59,7 +62,8 @@ Invoke = Callable[[dict[str, Any]], dict[str, Any]]
 @pytest.fixture
 def webhook(request: pytest.FixtureRequest, aws: Any, monkeypatch: pytest.MonkeyPatch) -> Invoke:
     """``invoke(event) -> response`` of the webhook function, with app A (Token and
-    EncodingAESKey) and app B (neither) in the apps secret.
+    EncodingAESKey), app B (neither) and a third-party platform (:data:`COMPONENT`) in the
+    apps secret.
 
     On SSM with dedup in DynamoDB (moto), unless a test asks for ``"redis"`` or ``"dynamodb"`` with
     ``@pytest.mark.parametrize("webhook", [...], indirect=True)``: requests refused before
@@ -85,6 +89,12 @@ def webhook(request: pytest.FixtureRequest, aws: Any, monkeypatch: pytest.Monkey
     apps = {
         APPID_A: {"app_secret": SECRET_A, "token": TOKEN, "encoding_aes_key": AES_KEY},
         APPID_B: {"app_secret": SECRET_B},
+        COMPONENT: {
+            "kind": "component",
+            "app_secret": SECRET_B,
+            "token": COMPONENT_TOKEN,
+            "encoding_aes_key": AES_KEY,
+        },
     }
     aws.client("secretsmanager").create_secret(Name=APPS_SECRET_ID, SecretString=json.dumps(apps))
     handler = load_handler("webhook")

@@ -16,7 +16,10 @@ every invocation).
 - a signed ciphertext that is not this app's (random base64, not base64, another appid, cut
   short) → 400; one with flipped bits → 400, or 200 in the rare case it still decrypts to a
   message;
-- URL verification with any ``echostr`` → 200 and the ``echostr`` unchanged.
+- URL verification with any ``echostr`` → 200 and the ``echostr`` unchanged;
+- Open Platform: any request to ``/open/…`` not signed with the platform's Token → 403 (400
+  for an authorizer that is no appid); a signed ticket push with any ticket → ``success`` and
+  that very ticket stored, and one with any other InfoType and fields → ``success``.
 
 Examples per test: the ``ci`` profile (150) under ``make test``, ``fuzz`` (10,000) under
 ``make fuzz``; see conftest.py.
@@ -39,7 +42,8 @@ from hypothesis import strategies as st
 
 from devtools.wechat.player import WeChatPlayer, apigw_event
 from tests.fixtures.wechat import APPID_A, APPID_B
-from tests.fuzz.conftest import AES_KEY, TOKEN, active_profile
+from tests.fuzz.conftest import AES_KEY, COMPONENT, COMPONENT_TOKEN, TOKEN, active_profile
+from wxtoken.apps import is_appid
 from wxtoken.wechat.crypto import MessageCrypto
 from wxtoken.wechat.messages import parse_xml
 from wxtoken.wechat.replies import cdata
@@ -623,3 +627,84 @@ def test_url_verification_answers_any_echostr_unchanged(webhook, player, echostr
 
     assert response["statusCode"] == 200, response
     assert response["body"] == echostr
+
+
+# --- 7. Open Platform -------------------------------------------------------------------------
+def component_signed(signature: str | None, *parts: str) -> bool:
+    """Whether ``signature`` is the platform's signature of ``parts``."""
+    try:
+        return signature == sha1_signature(COMPONENT_TOKEN, *parts)
+    except UnicodeEncodeError:
+        return False
+
+
+@FUZZ
+@given(
+    method=st.sampled_from(["GET", "POST", "PUT"]),
+    component=st.one_of(st.sampled_from([COMPONENT, APPID_A, "wx9999999999999999"]), WIDE_TEXT),
+    last=st.one_of(st.sampled_from(["events", "wx4444444444444444", APPID_A]), WIDE_TEXT, LONG_TEXT),
+    query=QUERY,
+    body=BODY,
+)
+def test_any_request_to_open_gets_a_4xx_unless_the_platform_signed_it(
+    webhook, method, component, last, query, body
+):
+    assume("/" not in component and "/" not in last and component and last)
+    event = apigw_event(method, f"/open/{component}/{last}", query, body if isinstance(body, str) else None)
+    assume(not component_signed(query.get("signature"), query.get("timestamp", ""), query.get("nonce", "")))
+
+    response = webhook(event)
+
+    routed = method == "POST" or (method == "GET" and last != "events")
+    if routed and component == COMPONENT:
+        expected = 400 if last != "events" and not is_appid(last) else 403
+        assert response["statusCode"] == expected, response
+
+
+# XML turns a CR into a LF, even in CDATA (XML 1.0 §2.11): WeChat's tickets have neither.
+TICKET_TEXT = NONEMPTY_XML_TEXT.filter(lambda t: t.strip() == t and "\r" not in t)
+PUSH_FIELDS = {"AppId", "CreateTime", "InfoType", "ComponentVerifyTicket", "AuthorizerAppid"}
+EXTRA_PUSH_FIELDS = EXTRA_FIELDS.filter(lambda fields: not any(tag in PUSH_FIELDS for tag, _ in fields))
+_create_times = itertools.count(0)
+
+
+@FUZZ
+@given(ticket=TICKET_TEXT, fields=EXTRA_PUSH_FIELDS, as_cdata=st.booleans())
+@pytest.mark.parametrize("webhook", ["redis"], indirect=True)
+def test_a_signed_ticket_push_stores_any_ticket_as_sent(webhook, ticket, fields, as_cdata):
+    from wxtoken.config import Settings
+    from wxtoken.store import open_store
+    from wxtoken.store.base import RecordName
+
+    created = int(time.time()) + next(_create_times)  # each example newer than the last
+    extra = "".join(render(tag, content) for tag, content in fields)
+    xml = (
+        f"<xml><AppId>{cdata(COMPONENT)}</AppId><CreateTime>{created}</CreateTime>"
+        f"<InfoType>{cdata('component_verify_ticket')}</InfoType>"
+        f"<ComponentVerifyTicket>{leaf(ticket, as_cdata)}</ComponentVerifyTicket>{extra}</xml>"
+    )
+    query, body = WeChatPlayer(COMPONENT, COMPONENT_TOKEN, AES_KEY).component_push(xml)
+
+    response = webhook(apigw_event("POST", f"/open/{COMPONENT}/events", query, body))
+
+    assert (response["statusCode"], response["body"]) == (200, "success"), response
+    stored = open_store(Settings.from_env()).read(COMPONENT, RecordName.COMPONENT_VERIFY_TICKET)
+    assert stored == {"ticket": ticket, "expires_at": created + 43200, "fetched_at": created}
+
+
+@FUZZ
+@given(info_type=TICKET_TEXT, fields=EXTRA_PUSH_FIELDS)
+def test_a_signed_push_of_any_other_info_type_is_answered_success(webhook, info_type, fields):
+    assume(
+        info_type.strip() not in ("component_verify_ticket", "authorized", "updateauthorized", "unauthorized")
+    )
+    extra = "".join(render(tag, content) for tag, content in fields)
+    xml = (
+        f"<xml><AppId>{cdata(COMPONENT)}</AppId><CreateTime>{int(time.time())}</CreateTime>"
+        f"<InfoType>{cdata(info_type)}</InfoType>{extra}</xml>"
+    )
+    query, body = WeChatPlayer(COMPONENT, COMPONENT_TOKEN, AES_KEY).component_push(xml)
+
+    response = webhook(apigw_event("POST", f"/open/{COMPONENT}/events", query, body))
+
+    assert (response["statusCode"], response["body"]) == (200, "success"), response

@@ -229,3 +229,23 @@ def test_a_component_in_the_webhook_secret_needs_no_app_secret():
     parsed = parse_apps(secret, WEBHOOK_SECRET)
     assert parsed.components["wxc0c0c0c0c0c0c0c0"].app_secret is None
     assert not parsed.apps
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("wx4444444444444444", True),
+        ("wx12345678", True),
+        ("wx" + "a" * 32, True),
+        ("wx1234567", False),
+        ("wx" + "a" * 33, False),
+        ("wx4444444444444444\n", False),
+        ("events", False),
+        ("wx44444444/4444", False),
+        ("", False),
+    ],
+)
+def test_is_appid_takes_the_whole_text(text, expected):
+    from wxtoken.apps import is_appid
+
+    assert is_appid(text) is expected

@@ -18,7 +18,7 @@ import pytest
 
 from devtools.invoke import apply_env_vars, sam_environment
 from devtools.local import _banner
-from devtools.sam.api_gateway import LOCAL_IAM_USER_ARN, build_event, http_response
+from devtools.sam.api_gateway import LOCAL_IAM_USER_ARN, build_event, http_response, pick_route
 from devtools.sam.host import Console, Invocation, render_log_line
 from devtools.sam.local_system import (
     DEFAULT_PORTS,
@@ -106,7 +106,14 @@ def test_rate_expressions(expression, seconds):
 
 def test_a_request_becomes_the_payload_v2_event_of_its_route():
     routes = {r.route_key: r for r in local_template().functions()["WebhookFunction"].routes}
-    assert set(routes) == {"GET /wechat/{appid}", "POST /wechat/{appid}", "GET /token/{appid}"}
+    assert set(routes) == {
+        "GET /wechat/{appid}",
+        "POST /wechat/{appid}",
+        "GET /token/{appid}",
+        "POST /open/{component_appid}/events",
+        "GET /open/{component_appid}/{authorizer_appid}",
+        "POST /open/{component_appid}/{authorizer_appid}",
+    }
 
     event = build_event(
         routes["POST /wechat/{appid}"],
@@ -121,6 +128,31 @@ def test_a_request_becomes_the_payload_v2_event_of_its_route():
     assert event["headers"]["x-forwarded-for"] == "a,b"
     assert (event["body"], event["isBase64Encoded"]) == ("<xml>你好</xml>", False)
     assert "authorizer" not in event["requestContext"]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "route_key", "parameters"),
+    [
+        ("POST", "/open/wx3333333333333333/events", "POST /open/{component_appid}/events", None),
+        (
+            "POST",
+            "/open/wx3333333333333333/wx4444444444444444",
+            "POST /open/{component_appid}/{authorizer_appid}",
+            {"component_appid": "wx3333333333333333", "authorizer_appid": "wx4444444444444444"},
+        ),
+        ("GET", "/open/wx3333333333333333/events", "GET /open/{component_appid}/{authorizer_appid}", None),
+    ],
+    ids=["literal-wins", "two-parameters", "events-has-no-get"],
+)
+def test_the_most_specific_route_serves_an_open_platform_path(method, path, route_key, parameters):
+    routes = local_template().functions()["WebhookFunction"].routes
+
+    route = pick_route(routes, method, path)
+
+    assert route is not None
+    assert route.route_key == route_key
+    if parameters is not None:
+        assert build_event(route, method, path, [], b"")["pathParameters"] == parameters
 
 
 def test_an_aws_iam_route_gets_the_local_iam_identity_and_binary_bodies_go_base64():

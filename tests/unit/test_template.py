@@ -196,6 +196,18 @@ def test_ssm_permissions_are_scoped_to_the_token_prefix(template):
     assert all(s["Resource"] == {"Fn::Sub": f"{prefix_arn}/*"} for s in ssm)
 
 
+def _handler_route_keys(source: Path) -> set[str]:
+    """The string keys of app.py's ``_ROUTES`` mapping."""
+    for node in ast.walk(ast.parse(source.read_text())):
+        if isinstance(node, ast.AnnAssign) and getattr(node.target, "id", None) == "_ROUTES":
+            return {
+                n.value
+                for n in ast.walk(node)
+                if isinstance(n, ast.Constant) and isinstance(n.value, str) and " /" in n.value
+            }
+    raise AssertionError("no _ROUTES in the webhook's app.py")
+
+
 def test_webhook_routes_match_the_handler_and_token_api_needs_iam(template):
     webhook = template["Resources"]["WebhookFunction"]["Properties"]
     module, function = webhook["Handler"].rsplit(".", 1)
@@ -205,9 +217,19 @@ def test_webhook_routes_match_the_handler_and_token_api_needs_iam(template):
         (e["Properties"]["Method"], e["Properties"]["Path"]): e["Properties"]
         for e in webhook["Events"].values()
     }
-    assert set(routes) == {("GET", "/wechat/{appid}"), ("POST", "/wechat/{appid}"), ("GET", "/token/{appid}")}
+    assert set(routes) == {
+        ("GET", "/wechat/{appid}"),
+        ("POST", "/wechat/{appid}"),
+        ("GET", "/token/{appid}"),
+        ("POST", "/open/{component_appid}/events"),
+        ("GET", "/open/{component_appid}/{authorizer_appid}"),
+        ("POST", "/open/{component_appid}/{authorizer_appid}"),
+    }
+    # every route the template declares is one the handler dispatches (API Gateway's routeKey)
+    assert {f"{method} {path}" for method, path in routes} == _handler_route_keys(source)
     assert routes[("GET", "/token/{appid}")]["Auth"]["Authorizer"] == "AWS_IAM"
-    assert "Auth" not in routes[("POST", "/wechat/{appid}")]  # WeChat signs, it cannot SigV4
+    for signed_by_wechat in set(routes) - {("GET", "/token/{appid}")}:
+        assert "Auth" not in routes[signed_by_wechat]  # WeChat signs, it cannot SigV4
     # WeChat waits 5 s; deployed, the function must answer (or be cut off) before that.
     assert webhook["Timeout"] == {"Ref": "WebhookTimeout"}
     assert template["Parameters"]["WebhookTimeout"]["Default"] <= 6

@@ -47,6 +47,12 @@ _APPID = re.compile(r"^wx[0-9A-Za-z]{8,32}$")
 _AES_KEY = re.compile(r"^[A-Za-z0-9+/]{43}$")
 
 
+def is_appid(text: str) -> bool:
+    """Whether ``text`` is shaped like a WeChat appid: ``wx`` and 8 to 32 letters or digits
+    (the whole of it: a URL segment with a newline or a slash is not one)."""
+    return _APPID.fullmatch(text) is not None
+
+
 class SecretShape(Frozen):
     """Which secret is parsed: its name in messages, and whether each entry needs an AppSecret."""
 

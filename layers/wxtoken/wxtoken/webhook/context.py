@@ -22,7 +22,9 @@ if TYPE_CHECKING:
 class HandlerContext:
     """One delivery, as a handler sees it.
 
-    - ``appid``: the app the callback came for (the URL's ``/wechat/{appid}``);
+    - ``appid``: the account the callback came for (the URL's ``/wechat/{appid}``, or for an
+      account that authorized a third-party platform its ``/open/{component_appid}/{appid}``:
+      the authorizer, never the component);
     - ``openid``: the sender, WeChat's ``FromUserName`` — whom a customer-service message
       goes to (``touser``);
     - ``message``: the parsed message, the handler's first argument again;

@@ -23,10 +23,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
-from wxtoken.apps import AppConfig, AppsSource
+from wxtoken.apps import AppConfig, AppsSource, is_appid
 from wxtoken.config import Settings
 from wxtoken.deadline import Deadline
-from wxtoken.errors import MalformedMessage, PayloadTooLarge, SignatureMismatch, UnknownAppError
+from wxtoken.errors import BadRequest, MalformedMessage, PayloadTooLarge, SignatureMismatch, UnknownAppError
 from wxtoken.observability import DEADLINE_FALLBACK, WEBHOOK_MESSAGE, count, logger
 from wxtoken.webhook.context import HandlerContext
 from wxtoken.webhook.router import MessageRouter
@@ -106,7 +106,16 @@ class Webhook:
     # --- GET: URL verification -------------------------------------------------------
     def verify_url(self, appid: str, query: Mapping[str, str]) -> str:
         """The ``echostr`` to send back unchanged, once the signature checks out."""
-        app = self._app(appid)
+        return self._echo(self._app(appid), query)
+
+    def verify_authorizer_url(
+        self, component_appid: str, authorizer_appid: str, query: Mapping[str, str]
+    ) -> str:
+        """:meth:`verify_url` for the platform's 消息与事件接收URL: the component's Token signs."""
+        _require_appid(authorizer_appid)
+        return self._echo(self._apps.component(component_appid), query)
+
+    def _echo(self, app: AppConfig, query: Mapping[str, str]) -> str:
         timestamp, nonce = self._fresh_timestamp(query)
         verify_signature(query.get("signature"), self._token(app), timestamp, nonce)
         echostr = query.get("echostr")
@@ -116,9 +125,65 @@ class Webhook:
 
     # --- POST: messages and events ---------------------------------------------------
     def receive(self, appid: str, query: Mapping[str, str], body: bytes) -> WebhookResponse:
-        if len(body) > self._settings.webhook_max_body_bytes:
-            raise PayloadTooLarge("payload too large")
-        app = self._app(appid)
+        """The answer to a message or event for app ``appid`` (its ``/wechat/{appid}`` URL)."""
+        self._check_size(body)
+        return self._receive(self._app(appid), appid, query, body)
+
+    def receive_for_authorizer(
+        self, component_appid: str, authorizer_appid: str, query: Mapping[str, str], body: bytes
+    ) -> WebhookResponse:
+        """The answer to a message or event for an account that authorized the platform.
+
+        WeChat sends them to the platform's 消息与事件接收URL, configured as
+        ``…/open/<component_appid>/$APPID$`` ($APPID$: the authorizer's appid), signed with
+        the platform's Token and encrypted with its EncodingAESKey, the component appid
+        closing the ciphertext (第三方平台, 开发前必读: 消息与事件接收URL, 消息加解密说明). So the
+        component verifies and decrypts, and the authorizer is who the message is for: the
+        handler's ``context.appid``, and the dedup key's. Only safe mode is taken: WeChat
+        always encrypts what it sends a platform, and a plain body would be signed by nothing
+        but the URL (raises :class:`MalformedMessage`). The reply is encrypted for the
+        component. An ``authorizer_appid`` that is not shaped like an appid is a
+        :class:`BadRequest` (400); an unknown component is :class:`UnknownAppError` (404).
+        """
+        self._check_size(body)
+        _require_appid(authorizer_appid)
+        component = self._apps.component(component_appid)
+        return self._receive(component, authorizer_appid, query, body, safe_mode_only=True)
+
+    def decrypt_component_push(self, component_appid: str, query: Mapping[str, str], body: bytes) -> str:
+        """The plaintext XML of a push to the platform's 授权事件接收URL, once its signatures
+        check out with the component's Token and its ciphertext names the component appid.
+
+        WeChat encrypts every such push (component_verify_ticket.html); a plain one is
+        :class:`MalformedMessage`. Raises what :meth:`receive` raises for the same faults
+        (:class:`PayloadTooLarge`, :class:`UnknownAppError`, :class:`SignatureMismatch`,
+        :class:`MalformedMessage` for a ciphertext of another appid). No signature binding:
+        the signed content is the ciphertext itself, and replaying it writes nothing new.
+        """
+        self._check_size(body)
+        component = self._apps.component(component_appid)
+        token = self._token(component)
+        timestamp, nonce = self._fresh_timestamp(query)
+        # WeChat's query carries both: signature=…&timestamp=…&nonce=…&encrypt_type=aes&
+        # msg_signature=… (a push's URL as received, quoted in wechatpy/wechatpy#158).
+        verify_signature(query.get("signature"), token, timestamp, nonce)
+        if query.get("encrypt_type", "raw").lower() != "aes":
+            raise MalformedMessage("malformed message")
+        _to_user, encrypt = parse_encrypted_envelope(body)
+        verify_signature(query.get("msg_signature"), token, timestamp, nonce, encrypt)
+        return self._crypto(component).decrypt(encrypt)
+
+    def _receive(
+        self,
+        app: AppConfig,
+        appid: str,
+        query: Mapping[str, str],
+        body: bytes,
+        *,
+        safe_mode_only: bool = False,
+    ) -> WebhookResponse:
+        """Verify with ``app``'s keys, answer for account ``appid`` (the same for a direct
+        app; the authorizer when ``app`` is its component)."""
         token = self._token(app)
         timestamp, nonce = self._fresh_timestamp(query)
         signature = query.get("signature") or ""
@@ -132,10 +197,20 @@ class Webhook:
             verify_signature(query.get("msg_signature"), token, timestamp, nonce, encrypt)
             message = parse_message(crypto.decrypt(encrypt))
             signed = b"aes:" + encrypt.encode()
+        elif safe_mode_only:
+            raise MalformedMessage("malformed message")
         else:
             message = parse_message(body)
             signed = b"plain:" + body
-        self._bind_signature(appid, signature, signed)
+        if appid != app.appid:
+            # For an authorizer the URL's appid is signed by nothing (neither the signature nor
+            # the ciphertext names it): bound with the content, a request captured on its way
+            # to one authorizer's URL and replayed to another's is refused, not answered as a
+            # message of the other account.
+            signed = b"for:" + appid.encode() + b":" + signed
+        # Bound under the signer (the component for an authorizer): its Token made the
+        # signature, whichever account's URL the request was sent to.
+        self._bind_signature(app.appid, signature, signed)
 
         # DEBUG: the WebhookMessage metric counts messages by type; an INFO line per message
         # cost more than the crypto (bench/webhook_roundtrip.py --breakdown). Asked first:
@@ -221,6 +296,10 @@ class Webhook:
             logger.warning("signature replayed with another body; refused", extra={"appid": appid})
             raise SignatureMismatch("forbidden")
 
+    def _check_size(self, body: bytes) -> None:
+        if len(body) > self._settings.webhook_max_body_bytes:
+            raise PayloadTooLarge("payload too large")
+
     def _app(self, appid: str) -> AppConfig:
         return self._apps.get(appid)  # UnknownAppError → 404
 
@@ -269,6 +348,14 @@ class Webhook:
             timestamp=timestamp,
             nonce=nonce,
         )
+
+
+def _require_appid(appid: str) -> None:
+    """:class:`BadRequest` (400) unless ``appid`` is shaped like one: the authorizer's appid
+    comes from the URL (WeChat's ``$APPID$``), and goes into dedup keys and the handler's
+    context."""
+    if not is_appid(appid):
+        raise BadRequest("bad request")
 
 
 def _default_tokens() -> TokenClient:

@@ -13,9 +13,11 @@ from typing import TYPE_CHECKING, Any
 
 from wxtoken.apps import WEBHOOK_SECRET, AppsSource
 from wxtoken.config import Settings
+from wxtoken.errors import ConfigError
 from wxtoken.observability import logger
 from wxtoken.store import TokenStore, open_store
 from wxtoken.webhook.pipeline import Deduplicator, NoDeduplication, Webhook
+from wxtoken.webhook.platform import PlatformEvents
 from wxtoken.webhook.router import MessageRouter
 
 if TYPE_CHECKING:
@@ -30,16 +32,26 @@ class WebhookRuntime:
         webhook: Webhook,
         dedup: Deduplicator,
         tokens_factory: Callable[[], TokenClient],
+        platform_events: PlatformEvents | None = None,
     ) -> None:
         self.settings = settings
         self.apps = apps
         self.webhook = webhook
+        self._platform_events = platform_events
         self.dedup = dedup
         self._tokens = _Once(tokens_factory)
 
     @property
     def tokens(self) -> TokenClient:
         return self._tokens()
+
+    @property
+    def platform_events(self) -> PlatformEvents:
+        """The 授权事件接收URL's intake; :class:`ConfigError` for a runtime built without a
+        token store (a benchmark's: nothing to write the pushes to)."""
+        if self._platform_events is None:
+            raise ConfigError("this webhook runtime has no token store for third-party platform pushes")
+        return self._platform_events
 
     def register_context(self, context: Any) -> None:
         self.dedup.register_context(context)
@@ -123,4 +135,7 @@ def build_webhook_runtime(
     # Handlers share the token API's client (HandlerContext.tokens), built on first use.
     shared = _Once(tokens)
     webhook = Webhook(settings=settings, apps=apps, router=router, dedup=dedup, clock=clock, tokens=shared)
-    return WebhookRuntime(settings, apps, webhook, dedup, shared)
+    # The platform's pushes go to the same store: tickets to the component's records,
+    # authorization events to the refresher's queue.
+    platform_events = PlatformEvents(webhook=webhook, store=store)
+    return WebhookRuntime(settings, apps, webhook, dedup, shared, platform_events)
