@@ -31,7 +31,7 @@ import json
 from collections.abc import Callable, Mapping
 from functools import cache
 from types import MappingProxyType
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from handlers import router
@@ -48,6 +48,9 @@ from wxtoken.errors import (
 )
 from wxtoken.observability import WEBHOOK_REJECTED, count, logger, metrics, tracer
 from wxtoken.webhook.wiring import WebhookRuntime, build_webhook_runtime
+
+if TYPE_CHECKING:
+    from wxtoken.store.base import Credential
 
 _LOGGED_CHARS = 64
 # On every answer: a browser must take text/plain and XML for what they say they are and not
@@ -135,13 +138,29 @@ def token(path: Mapping[str, str], event: dict[str, Any], context: LambdaContext
     if not (authorizer.get("iam") or {}).get("userArn"):
         raise Unauthenticated("forbidden")
     appid = path.get("appid") or ""
-    runtime().apps.get(appid)  # UnknownAppError → 404
-    credential = runtime().tokens.credential(appid)
+    credential = _served_credential(appid)
     # Compact and ASCII-only, as the resolver serialised it (json.dumps' ensure_ascii).
     body = json.dumps(
         {"access_token": credential.value, "expires_at": credential.expires_at}, separators=(",", ":")
     )
     return _response(200, "application/json", body, _TOKEN_HEADERS)
+
+
+def _served_credential(appid: str) -> Credential:
+    """The token the API serves for ``appid``: an app of the secret (UnknownAppError → 404),
+    or an Open Platform authorizer, which is not in the secret (WeChat lists them) — served
+    when the refresher keeps a token for it, else 404 as an unknown app."""
+    apps = runtime().apps
+    try:
+        apps.get(appid)
+    except UnknownAppError:
+        if not apps.components():
+            raise
+        try:
+            return runtime().tokens.credential(appid)
+        except TokenUnavailableError:
+            raise UnknownAppError(appid) from None
+    return runtime().tokens.credential(appid)
 
 
 # API Gateway's routeKey is "METHOD /path/{param}", exactly as the template declares the route;

@@ -20,6 +20,7 @@ import yaml
 
 from devtools.wechat import samples
 from devtools.wechat.component import ComponentPush, OpenPlatform
+from devtools.wechat.player import apigw_event
 from devtools.wechat.standin import Delay, Drop, Lost
 from tests.fixtures.aws import TOKEN_TABLE, create_token_table
 from tests.fixtures.lambda_context import FakeLambdaContext, load_handler
@@ -543,3 +544,32 @@ def test_a_queue_entry_left_after_unauthorized_leaves_quietly(platform):
     assert summary["authorizers_failed"] == 0
     assert platform.queue.due(COMPONENT, platform.clock.now() + 30 * 86400, 10) == []
     assert platform.stored(authorizer) is None
+
+
+def test_pushes_through_the_webhook_then_the_guard_serve_an_authorizer_like_an_app(platform, monkeypatch):
+    # Given the deployed pair of functions on one store: WeChat pushes a ticket and an
+    # authorization to the webhook (encrypted, as WeChat sends them)
+    webhook = load_handler("webhook")
+    refresh = load_handler("refresh_token")
+
+    def push(pushed: ComponentPush) -> None:
+        event = apigw_event("POST", f"/open/{COMPONENT}/events", query=pushed.query, body=pushed.body)
+        response = webhook.lambda_handler(event, FakeLambdaContext())
+        assert (response["statusCode"], response["body"]) == (200, "success")
+
+    authorizer = "wx8888888888888888"
+    push(platform.open.push_ticket(COMPONENT))
+    push(platform.open.authorize(COMPONENT, authorizer))
+    # When the guard runs (the refresh function, from its schedule's event)
+    with open("events/guard.json") as f:
+        result = refresh.lambda_handler(json.load(f), FakeLambdaContext())
+    assert not result["failed"]
+    # Then the token API serves the authorizer's token, and WeChat accepts it
+    event = apigw_event("GET", f"/token/{authorizer}", iam_user_arn="arn:aws:iam::123456789012:user/app")
+    response = webhook.lambda_handler(event, FakeLambdaContext())
+    assert response["statusCode"] == 200
+    served = json.loads(response["body"])["access_token"]
+    assert platform.open.is_authorizer_token_valid(authorizer, served)
+    # And an appid wxtoken keeps nothing for is still unknown
+    event = apigw_event("GET", "/token/wx9999999999999999", iam_user_arn="arn:aws:iam::123456789012:user/app")
+    assert webhook.lambda_handler(event, FakeLambdaContext())["statusCode"] == 404
