@@ -64,6 +64,10 @@ class StandIn:
         self.calls.append(("apps.get", appid))
         self._fail()
 
+    def components(self) -> dict[str, Any]:
+        """No Open Platform: an appid outside the secret is unknown (404)."""
+        return {}
+
     def credential(self, appid: str) -> Any:
         self.calls.append(("credential", appid))
         return SimpleNamespace(value="TOKEN-€", expires_at=1767225600)
