@@ -176,6 +176,13 @@ def _parse_app(appid: str, entry: Any, shape: SecretShape) -> AppConfig:
     return AppConfig(appid, secret, token, aes_key, ticket, kind)
 
 
+def _raise_if_misconfigured(parsed: ParsedApps, appid: str) -> None:
+    """:class:`MisconfiguredAppError` with the reason, when ``appid``'s entry is not usable."""
+    for problem in parsed.problems:
+        if problem.ref == appid:
+            raise MisconfiguredAppError(appid, problem.message)
+
+
 class AppsSource:
     """The apps of the secret, re-read at most every ``max_age`` seconds.
 
@@ -218,9 +225,7 @@ class AppsSource:
         component = parsed.components.get(appid)
         if component is not None:
             return component
-        for problem in parsed.problems:
-            if problem.ref == appid:
-                raise MisconfiguredAppError(appid, problem.message)
+        _raise_if_misconfigured(parsed, appid)
         raise UnknownAppError(appid)
 
     def problems(self) -> tuple[AppProblem, ...]:
@@ -235,9 +240,7 @@ class AppsSource:
         app = parsed.apps.get(appid)
         if app is not None:
             return app
-        for problem in parsed.problems:
-            if problem.ref == appid:
-                raise MisconfiguredAppError(appid, problem.message)
+        _raise_if_misconfigured(parsed, appid)
         if not parsed.apps and not parsed.problems and not self.shape.needs_app_secret:
             # The stack creates the webhook secret as "{}": a webhook pointed at it before it
             # was filled (say, right after an upgrade split the secrets) answers 503 rather than

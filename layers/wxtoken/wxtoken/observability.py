@@ -95,7 +95,19 @@ TOKEN_CACHE_MISS: Final = "TokenCacheMiss"  # Count: had to read the store
 # powertools' own, from @metrics.log_metrics(capture_cold_start_metric=True)
 COLD_START: Final = "ColdStart"
 
-METRIC_NAMES: Final = frozenset(
+# Written only by a stack with a third-party platform in its apps secret (OpenPlatform=enabled).
+PLATFORM_METRIC_NAMES: Final = frozenset(
+    {
+        COMPONENT_TICKET_AGE,
+        AUTHORIZERS_ACTIVE,
+        AUTHORIZERS_REFRESHED,
+        AUTHORIZER_REFRESH_FAILED,
+        AUTHORIZERS_DUE,
+        AUTHORIZER_MIN_SECONDS_TO_EXPIRY,
+        AUTHORIZER_REFRESH_TOKEN_LOST,
+    }
+)
+METRIC_NAMES: Final = PLATFORM_METRIC_NAMES | frozenset(
     {
         TOKEN_REFRESHED,
         REFRESH_FAILED,
@@ -112,25 +124,6 @@ METRIC_NAMES: Final = frozenset(
         TOKEN_CACHE_HIT,
         TOKEN_CACHE_MISS,
         COLD_START,
-        COMPONENT_TICKET_AGE,
-        AUTHORIZERS_ACTIVE,
-        AUTHORIZERS_REFRESHED,
-        AUTHORIZER_REFRESH_FAILED,
-        AUTHORIZERS_DUE,
-        AUTHORIZER_MIN_SECONDS_TO_EXPIRY,
-        AUTHORIZER_REFRESH_TOKEN_LOST,
-    }
-)
-# Written only by a stack with a third-party platform in its apps secret (OpenPlatform=enabled).
-PLATFORM_METRIC_NAMES: Final = frozenset(
-    {
-        COMPONENT_TICKET_AGE,
-        AUTHORIZERS_ACTIVE,
-        AUTHORIZERS_REFRESHED,
-        AUTHORIZER_REFRESH_FAILED,
-        AUTHORIZERS_DUE,
-        AUTHORIZER_MIN_SECONDS_TO_EXPIRY,
-        AUTHORIZER_REFRESH_TOKEN_LOST,
     }
 )
 REJECT_REASONS: Final = ("signature", "unauthenticated", "unknown_app", "too_large", "malformed")

@@ -168,6 +168,12 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: unexpected error, see the logs"
 
 
+def _log_failure(message: str, exc: WxTokenError, **extra: str) -> None:
+    """An error line naming the failure's class and its message (which never holds a secret:
+    wxtoken's errors are built without one)."""
+    logger.error(message, extra={**extra, "error_type": type(exc).__name__, "error": str(exc)})
+
+
 def _unsent[E: WeChatAPIError](exc: E) -> E:
     """``exc``, marked as raised before any request was sent (nothing minted)."""
     exc.sent = False
@@ -242,14 +248,7 @@ class PlatformRefresher:
             outcome = self._refresher.refresh_subject(self.component_subject(component), request, deadline)
             report.component_refreshed = outcome.refreshed
         except WxTokenError as exc:
-            logger.error(
-                "component token refresh failed",
-                extra={
-                    "component_appid": component.appid,
-                    "error_type": type(exc).__name__,
-                    "error": str(exc),
-                },
-            )
+            _log_failure("component token refresh failed", exc, component_appid=component.appid)
             report.errors.append(f"component_access_token: {_describe(exc)}")
         except Exception as exc:  # one platform's bug must not cost the others their run
             logger.exception("component token refresh crashed", extra={"component_appid": component.appid})
@@ -274,14 +273,7 @@ class PlatformRefresher:
                 self._refresh_due(component, platform, deadline, report)
             self._observe(component, platform, report)
         except WxTokenError as exc:  # the store failing mid-run: what was done stays done
-            logger.error(
-                "platform run stopped early",
-                extra={
-                    "component_appid": component.appid,
-                    "error_type": type(exc).__name__,
-                    "error": str(exc),
-                },
-            )
+            _log_failure("platform run stopped early", exc, component_appid=component.appid)
             report.errors.append(f"authorizers: {_describe(exc)}")
         return report
 

@@ -31,6 +31,7 @@ from typing import Any, Final
 from wxtoken.errors import ConfigError, MalformedMessage
 from wxtoken.observability import logger
 from wxtoken.store.base import RecordName, TokenStore
+from wxtoken.store.platform_records import AuthorizationEvent
 from wxtoken.webhook.pipeline import Webhook, WebhookResponse
 from wxtoken.wechat.component_push import (
     AuthorizationPush,
@@ -59,21 +60,12 @@ def ticket_record(push: VerifyTicketPush) -> dict[str, Any]:
 
 
 def event_record(push: AuthorizationPush) -> dict[str, Any]:
-    """The authorization event the refresher acts on, ordered by WeChat's CreateTime.
-
-    ``authorization_code`` is left out for ``unauthorized`` (WeChat sends none);
-    ``code_expires_at`` only when WeChat gave it (the code lives 10 minutes either way).
-    """
-    record: dict[str, Any] = {
-        "event": push.info_type,
-        "component_appid": push.component_appid,
-        "fetched_at": push.create_time,
-    }
-    if push.authorization_code is not None:
-        record["authorization_code"] = push.authorization_code
-    if push.code_expires_at is not None:
-        record["code_expires_at"] = push.code_expires_at
-    return record
+    """The authorization event the refresher acts on, ordered by WeChat's CreateTime
+    (:class:`~wxtoken.store.platform_records.AuthorizationEvent`: no code for
+    ``unauthorized``, ``code_expires_at`` only when WeChat gave it)."""
+    return AuthorizationEvent(
+        push.info_type, push.component_appid, push.create_time, push.authorization_code, push.code_expires_at
+    ).to_record()
 
 
 class PlatformEvents:
