@@ -211,7 +211,8 @@ class Backend:
         return int(self._dynamodb.scan(TableName=TOKEN_TABLE, Select="COUNT")["Count"])
 
     def size_pools(self) -> None:
-        """Enough prepared requests for a burst: twice what one burst takes, judged by 30 calls."""
+        """Enough prepared requests for a burst: three times what one burst takes, judged by 30
+        calls (the machine may be faster later in the run)."""
         for pool, fn in ((self.wxtoken_requests, self.wxtoken), (self.wechatpy_requests, self.wechatpy)):
             pool.size = 40
             pool.refill()
@@ -219,7 +220,7 @@ class Backend:
             for _ in range(30):
                 fn()
             per_call = (time.perf_counter() - started) / 30
-            pool.size = int(2 * BURST_SECONDS / per_call) + 50
+            pool.size = int(3 * BURST_SECONDS / per_call) + 100
 
     def subjects(self) -> dict[str, Subject]:
         return {
