@@ -196,9 +196,10 @@ def answer_data(answer: str) -> str:
 
 class DedupRecord(Frozen):
     """A live dedup record as stored: ``answer`` is ``None`` while the first delivery is in
-    progress."""
+    progress; ``expires_at`` (unix seconds) when it could be read."""
 
     answer: str | None
+    expires_at: int | None = None
 
     @classmethod
     def from_fields(
@@ -208,15 +209,16 @@ class DedupRecord(Frozen):
         progress past its deadline (its invocation is over), or unreadable (a damaged or
         foreign record, replaced like an expired one)."""
         try:
-            if float(expires_at) < int(now):
+            expiry = int(float(expires_at))
+            if expiry < int(now):
                 return None
             if status == IN_PROGRESS:
                 if in_progress_until_ms is not None and float(in_progress_until_ms) < int(now * 1000):
                     return None
-                return cls(answer=None)
+                return cls(answer=None, expires_at=expiry)
             if status == COMPLETED:
                 answer = json.loads(data)["answer"]
-                return cls(answer=answer) if isinstance(answer, str) else None
+                return cls(answer=answer, expires_at=expiry) if isinstance(answer, str) else None
         except (KeyError, TypeError, ValueError, OverflowError):
             return None
         return None

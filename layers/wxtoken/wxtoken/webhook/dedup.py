@@ -124,7 +124,8 @@ class StoreDeduplicator:
             if delivery:
                 self._retry(appid, "duplicate delivery while the first is in progress; answered success")
             return SUCCESS
-        self._remember(stored_key, record.answer, expires_at)
+        # Cached until the stored record expires, as powertools cached it.
+        self._remember(stored_key, record.answer, record.expires_at or expires_at)
         if delivery:
             self._retry(appid, "duplicate delivery; answered as the first time")
         return record.answer
@@ -179,7 +180,7 @@ class StoreDeduplicator:
         the message's claim written beside it (``withdraw``) is deleted first."""
         key, value = bound
         if record is None or record.answer == value:
-            self._remember(key, value, expires_at)
+            self._remember(key, value, expires_at if record is None else record.expires_at or expires_at)
             return
         if withdraw is not None:
             try:
