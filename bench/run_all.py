@@ -4,7 +4,7 @@ Timings are ratios measured side by side in this run; counts are counts. Nothing
 asserted by the tests (machines are noisy); a missed target is reported, and the exit
 status is 0 either way unless ``--strict`` is given.
 
-    .venv/bin/python -m bench.run_all [--quick] [--strict] [--only webhook,cold,reads,storm,quota]
+    .venv/bin/python -m bench.run_all [--quick] [--strict] [--only webhook,dedup,cold,reads,storm,quota]
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import sys
 import time
 from collections.abc import Callable
 
-from bench import cold_import, quota, storm, token_reads, webhook_roundtrip
+from bench import cold_import, dedup_roundtrip, quota, storm, token_reads, webhook_roundtrip
 from bench.harness import Figure, print_table
 
 
@@ -24,12 +24,13 @@ def main() -> int:
     )
     parser.add_argument("--quick", action="store_true", help="fewer rounds and cold starts (noisier)")
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
-    parser.add_argument("--only", default="webhook,cold,reads,storm,quota")
+    parser.add_argument("--only", default="webhook,dedup,cold,reads,storm,quota")
     args = parser.parse_args()
 
     rounds, runs = (5, 5) if args.quick else (9, 9)
     sections: dict[str, Callable[[], list[Figure]]] = {
         "webhook": lambda: webhook_roundtrip.figures(rounds),
+        "dedup": lambda: dedup_roundtrip.figures(rounds),
         "cold": lambda: cold_import.figures(runs),
         "reads": token_reads.figures,
         "storm": storm.figures,

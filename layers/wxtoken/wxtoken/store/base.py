@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from enum import StrEnum
 from typing import Any, ClassVar, Protocol, Self
@@ -205,13 +205,89 @@ def decode(raw: str | bytes, what: str) -> dict[str, Any]:
     return value
 
 
-class DedupBackend(Frozen):
-    """Where a store keeps the webhook's dedup records: a powertools Idempotency persistence
-    layer on the store's own connection, and the prefix its keys must carry (an ACL may allow
-    the webhook to write those keys and no others)."""
+# --- the webhook's dedup records ----------------------------------------------------------
+# Stored as powertools Idempotency stored them (wxtoken's dedup ran on it until issue 12), so
+# containers of either version read each other's records during a deploy: a status, the
+# record's expiry (unix seconds), an in-progress record's deadline (unix milliseconds) and a
+# completed one's answer as the JSON ``{"answer": …}``.
+IN_PROGRESS = "INPROGRESS"
+COMPLETED = "COMPLETED"
 
-    persistence_layer: Any
-    key_prefix: str | None = None
+
+def answer_data(answer: str) -> str:
+    """A completed record's ``data``: the JSON powertools wrote for ``{"answer": answer}``."""
+    return json.dumps({"answer": answer}, sort_keys=True)
+
+
+class DedupRecord(Frozen):
+    """A live dedup record as stored: ``answer`` is ``None`` while the first delivery is in
+    progress; ``expires_at`` (unix seconds) when it could be read."""
+
+    answer: str | None
+    expires_at: int | None = None
+
+    @classmethod
+    def from_fields(
+        cls, status: Any, data: Any, expires_at: Any, in_progress_until_ms: Any, now: float
+    ) -> DedupRecord | None:
+        """The record these stored fields make, or ``None`` when it is not live: expired, in
+        progress past its deadline (its invocation is over), or unreadable (a damaged or
+        foreign record, replaced like an expired one)."""
+        try:
+            expiry = int(float(expires_at))
+            if expiry < int(now):
+                return None
+            if status == IN_PROGRESS:
+                if in_progress_until_ms is not None and float(in_progress_until_ms) < int(now * 1000):
+                    return None
+                return cls(answer=None, expires_at=expiry)
+            if status == COMPLETED:
+                answer = json.loads(data)["answer"]
+                return cls(answer=answer, expires_at=expiry) if isinstance(answer, str) else None
+        except (KeyError, TypeError, ValueError, OverflowError):
+            return None
+        return None
+
+
+class DedupClaim(Frozen):
+    """A record to write unless a live one holds ``key``: in progress (``answer`` None), with
+    ``in_progress_until_ms`` its invocation's deadline when known, or completed at once."""
+
+    key: str
+    expires_at: int
+    answer: str | None = None
+    in_progress_until_ms: int | None = None
+
+
+class DedupRecords(Protocol):
+    """Where the webhook's dedup records live, in as few round trips as each backend allows.
+
+    Every method raises :class:`~wxtoken.errors.StoreError` when the backend cannot be
+    reached (the webhook then handles the message without dedup).
+    """
+
+    def claim(self, claims: Sequence[DedupClaim]) -> list[DedupRecord | None]:
+        """Writes each claim's record unless a live one holds its key, all in one round trip
+        where the backend can: per claim, ``None`` when written, else the live record found
+        (see :meth:`DedupRecord.from_fields` for what is not live: it is replaced)."""
+        ...
+
+    def complete(self, key: str, answer: str, expires_at: int) -> None:
+        """Stores ``answer`` as ``key``'s completed record, kept until ``expires_at``."""
+        ...
+
+    def release(self, key: str) -> None:
+        """Deletes ``key``'s record (a claim withdrawn: its handler never ran to the end)."""
+        ...
+
+
+class DedupBackend(Frozen):
+    """Where a store keeps the webhook's dedup records: its records on the store's own
+    connection, and the prefix their keys must carry (an ACL or IAM policy may allow the
+    webhook to write those keys and no others)."""
+
+    records: DedupRecords
+    key_prefix: str
 
 
 class TokenStore(Protocol):

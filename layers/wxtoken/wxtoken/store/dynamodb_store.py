@@ -413,16 +413,17 @@ class DynamoDBTokenStore:
         as the Redis ACL does for ``wxtoken-dedup#*``. A dead table costs the message dedup,
         not its answer (:data:`wxtoken.budget.DEDUP`'s shorter timeouts).
         """
-        from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
+        from wxtoken.store.dynamodb_dedup import DynamoDBDedupRecords
 
-        layer = DynamoDBPersistenceLayer(
-            table_name=self.table,
-            key_attr=KEY,
-            expiry_attr=TTL_ATTRIBUTE,
-            boto_config=DEDUP.botocore_config(),
-            boto3_session=self._boto3_session,
-        )
-        return DedupBackend(layer, key_prefix=DEDUP_KEY_PREFIX)
+        session = self._boto3_session
+
+        def client() -> Any:
+            import boto3
+
+            return (session or boto3).client("dynamodb", config=DEDUP.botocore_config())
+
+        records = DynamoDBDedupRecords(client, table=self.table, key_attr=KEY, expiry_attr=TTL_ATTRIBUTE)
+        return DedupBackend(records, key_prefix=DEDUP_KEY_PREFIX)
 
     # -- lease -----------------------------------------------------------------------------
 

@@ -254,14 +254,11 @@ class RedisTokenStore:
         return None
 
     def dedup_backend(self) -> DedupBackend:
-        """powertools' cache persistence on this store's client (one pool, one AUTH per
+        """The webhook's dedup records on this store's client (one pool, one AUTH per
         container), keys prefixed :data:`DEDUP_KEY_PREFIX`."""
-        from aws_lambda_powertools.utilities.idempotency.persistence.cache import CachePersistenceLayer
+        from wxtoken.store.redis_dedup import RedisDedupRecords
 
-        # Redis and RedisCluster have what powertools' RedisClientProtocol asks (get, set,
-        # delete); only their typed signatures differ from the protocol's.
-        client: Any = self.client
-        return DedupBackend(CachePersistenceLayer(client=client), key_prefix=DEDUP_KEY_PREFIX)
+        return DedupBackend(RedisDedupRecords(self.client), key_prefix=DEDUP_KEY_PREFIX)
 
     def lease(self, appid: str, ttl_seconds: float) -> AbstractContextManager[None]:
         """Hold ``wxtoken:{appid}:lease`` for the ``with`` block, or raise LeaseBusyError.

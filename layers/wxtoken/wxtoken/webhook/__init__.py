@@ -3,7 +3,7 @@
 - :mod:`.pipeline` URL verification and messages (plain, safe, compatible mode)
 - :mod:`.router` :class:`MessageRouter`, where your handlers register
 - :mod:`.context` :class:`HandlerContext`, what a handler may take besides the message
-- :mod:`.dedup` dedup of WeChat's retries (powertools Idempotency)
+- :mod:`.dedup` dedup of WeChat's retries (on the token store's records)
 - :mod:`.wiring` the webhook's objects, built once per container
 """
 

@@ -51,12 +51,27 @@ class WebhookResponse:
     content_type: str = "text/plain; charset=utf-8"
 
 
+class BindingRefused(Exception):
+    """A :meth:`Deduplicator.once` binding's key holds another value (or is being bound by a
+    twin at this very moment)."""
+
+
 class Deduplicator(Protocol):
-    def once(self, key: str, produce: Callable[[], str], *, delivery: bool = True) -> str:
+    def once(
+        self,
+        key: str,
+        produce: Callable[[], str],
+        *,
+        delivery: bool = True,
+        binding: tuple[str, str] | None = None,
+    ) -> str:
         """``produce()``'s answer for the first delivery of ``key``; the same answer after.
 
         ``delivery=False`` for a key that is not one of WeChat's deliveries (a signature's
         binding to its body): a hit on it is no retry, so it is not counted as one.
+        ``binding=(bind_key, value)`` keeps ``value`` under ``bind_key`` unless one is kept
+        there already, in the same round trip as ``key``'s claim where the store allows, and
+        raises :class:`BindingRefused` before ``produce`` runs when another value is kept.
         """
         ...
 
@@ -69,7 +84,14 @@ class NoDeduplication:
     """For local runs without a dedup store: every delivery runs the handler, and a replayed
     plain-mode signature is not recognised."""
 
-    def once(self, key: str, produce: Callable[[], str], *, delivery: bool = True) -> str:
+    def once(
+        self,
+        key: str,
+        produce: Callable[[], str],
+        *,
+        delivery: bool = True,
+        binding: tuple[str, str] | None = None,
+    ) -> str:
         return produce()
 
     def register_context(self, context: Any) -> None:
@@ -208,9 +230,6 @@ class Webhook:
             # to one authorizer's URL and replayed to another's is refused, not answered as a
             # message of the other account.
             signed = b"for:" + appid.encode() + b":" + signed
-        # Bound under the signer (the component for an authorizer): its Token made the
-        # signature, whichever account's URL the request was sent to.
-        self._bind_signature(app.appid, signature, signed)
 
         # DEBUG: the WebhookMessage metric counts messages by type; an INFO line per message
         # cost more than the crypto (bench/webhook_roundtrip.py --breakdown). Asked first:
@@ -220,8 +239,18 @@ class Webhook:
                 "message received",
                 extra={"appid": appid, "msg_type": message.msg_type, "event": _event_of(message)},
             )
+        try:
+            answer = self._dedup.once(
+                f"{appid}:{message.dedup_key}",
+                lambda: self._answer(appid, message),
+                # Bound under the signer (the component for an authorizer): its Token made the
+                # signature, whichever account's URL the request was sent to.
+                binding=self._signature_binding(app.appid, signature, signed),
+            )
+        except BindingRefused:
+            logger.warning("signature replayed with another body; refused", extra={"appid": appid})
+            raise SignatureMismatch("forbidden") from None
         count(WEBHOOK_MESSAGE, MsgType=_metric_type(message))  # in the invocation's one EMF line
-        answer = self._dedup.once(f"{appid}:{message.dedup_key}", lambda: self._answer(appid, message))
         if crypto is None or answer == SUCCESS:
             # WeChat takes a plain "success" in every mode.
             return WebhookResponse(answer, "application/xml" if answer != SUCCESS else "text/plain")
@@ -268,8 +297,10 @@ class Webhook:
         return reply_to(message, reply, create_time=int(max(started, self._clock())))
 
     # --- helpers ---------------------------------------------------------------------
-    def _bind_signature(self, appid: str, signature: str, signed: bytes) -> None:
-        """Refuse a signature already seen with other content (:class:`SignatureMismatch`, 403).
+    @staticmethod
+    def _signature_binding(appid: str, signature: str, signed: bytes) -> tuple[str, str]:
+        """The signature's binding to its content: a signature seen again with other content
+        is refused (:class:`SignatureMismatch`, 403), before the handler runs.
 
         In plain mode WeChat's ``signature`` covers Token, timestamp and nonce, not the body
         (接入指南): whoever saw one request's URL could send its query with a body of their
@@ -284,17 +315,13 @@ class Webhook:
         ``encrypt_type`` and ``msg_signature`` are dropped. Its content is ``Encrypt``, what
         ``msg_signature`` covers (in compatible mode the plaintext beside it is ignored).
 
-        Kept for ``DEDUP_SECONDS`` (default an hour), past the timestamp window. Fails open
-        like the message dedup: with the store down, nothing is refused.
+        Kept for ``DEDUP_SECONDS`` (default an hour), past the timestamp window, in the same
+        round trip as the message's dedup claim. Fails open like the message dedup: with the
+        store down, nothing is refused. Also refused: a request whose twin is binding the
+        signature at this very moment (a store record in progress); WeChat sends no two at
+        once, and retries a refused one.
         """
-        digest = "sha256:" + hashlib.sha256(signed).hexdigest()
-        first = self._dedup.once(f"{appid}:sig:{signature}", lambda: digest, delivery=False)
-        # Also refused: a request whose twin is binding the signature at this very moment
-        # (the store says "in progress", and answers success). WeChat sends no two at once,
-        # and retries a refused one.
-        if first != digest:
-            logger.warning("signature replayed with another body; refused", extra={"appid": appid})
-            raise SignatureMismatch("forbidden")
+        return f"{appid}:sig:{signature}", "sha256:" + hashlib.sha256(signed).hexdigest()
 
     def _check_size(self, body: bytes) -> None:
         if len(body) > self._settings.webhook_max_body_bytes:

@@ -1,0 +1,203 @@
+"""The webhook's dedup records (issue 12): wxtoken's own deduplicator, on real Redis (plain and
+cluster mode) and on DynamoDB (moto, over a socket), read and write what powertools
+Idempotency did — the same keys and the same records — so a deploy neither forgets the hour's
+answers nor runs a handler twice; and a first delivery costs as few calls as it can.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig, idempotent_function
+from aws_lambda_powertools.utilities.idempotency.persistence.cache import CachePersistenceLayer
+from aws_lambda_powertools.utilities.idempotency.persistence.dynamodb import DynamoDBPersistenceLayer
+
+from tests.fixtures.aws import AWS, TOKEN_TABLE, create_dedup_table, create_token_table
+from tests.fixtures.lambda_context import FakeLambdaContext
+from tests.fixtures.redis_server import RedisServer
+from wxtoken.store.dynamodb_store import DynamoDBTokenStore
+from wxtoken.store.redis_store import RedisTokenStore
+from wxtoken.webhook.dedup import StoreDeduplicator, dynamodb_deduplicator, store_deduplicator
+from wxtoken.webhook.pipeline import BindingRefused
+from wxtoken.wechat.replies import SUCCESS
+
+APPID = "wx1111111111111111"
+FUNCTION = "wxtoken-webhook"
+
+
+class Backend:
+    """A deduplicator as the webhook builds it, and powertools' layer on the same records."""
+
+    def __init__(self, dedup: StoreDeduplicator, layer: Any, key_prefix: str | None) -> None:
+        self.dedup = dedup
+        self.layer = layer
+        self.key_prefix = key_prefix
+        dedup.register_context(FakeLambdaContext(function_name=FUNCTION, remaining_seconds=6))
+
+    def powertools_answer(self, key: str, answer: str, *, remaining_seconds: float = 6) -> None:
+        """What the previous version stored for ``key``: its PowertoolsDeduplicator, verbatim."""
+        config = IdempotencyConfig(
+            event_key_jmespath="key", expires_after_seconds=3600, raise_on_no_idempotency_key=True
+        )
+        config.register_lambda_context(
+            FakeLambdaContext(function_name=FUNCTION, remaining_seconds=remaining_seconds)
+        )
+
+        # The previous version's function, at its qualified name (the DedupTable's key has it).
+        def answer_once(*, delivery: dict[str, str], produce: Callable[[], str]) -> dict[str, str]:
+            return {"answer": produce()}
+
+        answer_once.__module__ = "wxtoken.webhook.dedup"
+        answer_once.__qualname__ = "PowertoolsDeduplicator.__init__.<locals>.answer_once"
+        wrapped = idempotent_function(
+            data_keyword_argument="delivery",
+            persistence_store=self.layer,
+            config=config,
+            key_prefix=self.key_prefix,
+        )(answer_once)
+        assert wrapped(delivery={"key": key}, produce=lambda: answer) == {"answer": answer}
+
+
+@pytest.fixture(params=["redis", "redis-cluster", "token-table", "dedup-table"])
+def backend(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[Backend]:
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", FUNCTION)
+    if request.param.startswith("redis"):
+        if request.param == "redis":
+            url = request.getfixturevalue("redis_url")
+        else:
+            server: RedisServer = request.getfixturevalue("redis_cluster_server")
+            with server.client() as admin:
+                admin.flushall()
+            url = server.url
+        store = RedisTokenStore.from_url(url, cluster=request.param == "redis-cluster")
+        offered = store.dedup_backend()
+        layer: Any = CachePersistenceLayer(client=store.client)  # type: ignore[arg-type]
+        yield Backend(store_deduplicator(offered, expires_after_seconds=3600), layer, offered.key_prefix)
+        store.client.close()
+        return
+    aws: AWS = request.getfixturevalue("aws")
+    if request.param == "token-table":
+        create_token_table(aws)
+        table_store = DynamoDBTokenStore(aws.client("dynamodb"), table=TOKEN_TABLE)
+        offered = table_store.dedup_backend()
+        layer = DynamoDBPersistenceLayer(table_name=TOKEN_TABLE, key_attr="name", expiry_attr="expires_at")
+        yield Backend(store_deduplicator(offered, expires_after_seconds=3600), layer, offered.key_prefix)
+    else:
+        create_dedup_table(aws)
+        layer = DynamoDBPersistenceLayer(table_name="wxtoken-dedup")
+        yield Backend(dynamodb_deduplicator("wxtoken-dedup", expires_after_seconds=3600), layer, None)
+
+
+def never(reason: str) -> Callable[[], str]:
+    def produce() -> str:
+        raise AssertionError(reason)
+
+    return produce
+
+
+def test_a_retry_gets_the_answer_the_previous_version_stored(backend: Backend) -> None:
+    # Given the first delivery handled by a container of the previous version (powertools)
+    backend.powertools_answer(f"{APPID}:msg:1", "<xml>first</xml>")
+
+    # When WeChat's retry reaches a container of this version
+    answer = backend.dedup.once(f"{APPID}:msg:1", never("the handler ran twice across the deploy"))
+
+    # Then it gets the stored answer, and the handler does not run again
+    assert answer == "<xml>first</xml>"
+
+
+def test_the_previous_version_reads_the_answer_this_one_stored(backend: Backend) -> None:
+    # Given the first delivery handled by this version
+    assert backend.dedup.once(f"{APPID}:msg:2", lambda: "<xml>new</xml>") == "<xml>new</xml>"
+
+    # When the retry reaches a container of the previous version, it gets the same answer
+    config = IdempotencyConfig(event_key_jmespath="key", expires_after_seconds=3600)
+    config.register_lambda_context(FakeLambdaContext(function_name=FUNCTION))
+
+    def answer_once(*, delivery: dict[str, str]) -> dict[str, str]:
+        raise AssertionError("the handler ran twice across the deploy")
+
+    answer_once.__module__ = "wxtoken.webhook.dedup"
+    answer_once.__qualname__ = "PowertoolsDeduplicator.__init__.<locals>.answer_once"
+    wrapped = idempotent_function(
+        data_keyword_argument="delivery",
+        persistence_store=backend.layer,
+        config=config,
+        key_prefix=backend.key_prefix,
+    )(answer_once)
+    assert wrapped(delivery={"key": f"{APPID}:msg:2"}) == {"answer": "<xml>new</xml>"}
+
+
+def test_a_claim_the_previous_version_left_in_progress_is_answered_success_until_its_invocation_ends(
+    backend: Backend,
+) -> None:
+    # Given a first delivery in progress in a container of the previous version
+    layer = backend.layer
+    config = IdempotencyConfig(event_key_jmespath="key", expires_after_seconds=3600)
+    layer.configure(
+        config,
+        "wxtoken.webhook.dedup.PowertoolsDeduplicator.__init__.<locals>.answer_once",
+        backend.key_prefix,
+    )
+    layer.save_inprogress({"key": f"{APPID}:msg:3"}, remaining_time_in_millis=60_000)
+
+    # Then a retry here is answered success, without running the handler
+    assert backend.dedup.once(f"{APPID}:msg:3", never("ran while the first is in progress")) == SUCCESS
+
+    # And once that invocation is over (it died), the next retry runs the handler
+    layer.save_inprogress({"key": f"{APPID}:msg:4"}, remaining_time_in_millis=1)
+    time.sleep(0.01)  # past its deadline (in ms): no timing asserted
+    assert backend.dedup.once(f"{APPID}:msg:4", lambda: "handled") == "handled"
+
+
+def test_a_signature_bound_to_one_body_refuses_another_before_the_handler_runs(backend: Backend) -> None:
+    # Given a delivery whose signature is bound to its body
+    first = backend.dedup.once(f"{APPID}:msg:5", lambda: "one", binding=(f"{APPID}:sig:S", "sha256:a"))
+    assert first == "one"
+
+    # When the same signature comes with another body (from a container with a cold cache too)
+    fresh = StoreDeduplicator(
+        backend.dedup._records,  # the same store, another container
+        key_prefix=backend.dedup._prefix,
+        expires_after_seconds=3600,
+    )
+    for dedup in (backend.dedup, fresh):
+        with pytest.raises(BindingRefused):
+            dedup.once(
+                f"{APPID}:msg:6",
+                never("a forged body reached the handler"),
+                binding=(f"{APPID}:sig:S", "sha256:b"),
+            )
+
+    # Then the forged message left no claim: its MsgId is handled when it really comes
+    assert fresh.once(f"{APPID}:msg:6", lambda: "real") == "real"
+    # And the same body again (WeChat's retry) gets the first answer
+    assert fresh.once(f"{APPID}:msg:5", never("ran twice"), binding=(f"{APPID}:sig:S", "sha256:a")) == "one"
+
+
+def test_a_first_delivery_with_its_binding_costs_three_dynamodb_calls_and_a_retry_none_more(
+    aws: AWS, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # powertools took four (two PutItem, two UpdateItem) and a GetItem per record found without
+    # ALL_OLD; here the binding is one PutItem, the claim one, the answer one UpdateItem.
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", FUNCTION)
+    create_token_table(aws)
+    store = DynamoDBTokenStore(aws.client("dynamodb"), table=TOKEN_TABLE)
+    backend = store.dedup_backend()
+    dedup = store_deduplicator(backend, expires_after_seconds=3600)
+    calls: list[str] = []
+    client = backend.records.client  # type: ignore[attr-defined]
+    client.meta.events.register(
+        "before-send.dynamodb",
+        lambda request, **_: calls.append(request.headers["X-Amz-Target"].decode().split(".")[-1]),
+    )
+
+    assert dedup.once(f"{APPID}:msg:7", lambda: "a", binding=(f"{APPID}:sig:T", "sha256:x")) == "a"
+    assert calls == ["PutItem", "PutItem", "UpdateItem"]
+
+    calls.clear()
+    assert dedup.once(f"{APPID}:msg:7", never("ran twice"), binding=(f"{APPID}:sig:T", "sha256:x")) == "a"
+    assert calls == []  # this container's cache knows both
