@@ -2,7 +2,7 @@
 
 One third-party platform with N authorizers (5,000; ``--quick``: 500) that authorized it
 before wxtoken, so the first run imports them from ``api_get_authorizer_list``. A fake clock
-moves minute by minute through 24 hours (``--quick``: 6). Every minute WeChat's side moves
+moves minute by minute through 24 hours (``--quick``: 3). Every minute WeChat's side moves
 first — a ``component_verify_ticket`` pushed every 10 minutes and stored as the webhook stores
 it — then the refresh function's schedules in ``template.yaml`` fire on time with their
 deployed payloads (the 100-minute scheduled run, the 1-minute guard), through
@@ -40,7 +40,15 @@ What is counted, and how it becomes a monthly cost:
 
 Prices: us-east-1 on-demand list prices as docs/costs.md reads them (November 2026).
 
-    .venv/bin/python -m bench.open_platform_scale [--quick] [--authorizers N] [--hours H]
+How long it takes: moto is the bottleneck. Its DynamoDB sorts every item of the table for each
+query; :func:`serve_indexed_moto` answers the index's queries from the matching items (same
+answers), without which the runs' queries timed out at 5,000. What is left is about 5 ms a
+request on moto (one request at a time, on a shared 2-vCPU machine): the first cycle at 5,000
+(import and 5,000 refreshes, 60,000 requests) takes about 8 minutes, every simulated minute
+after it about 4 s, so 24 hours take about 1.5 hours (``--hours 4``: about 25 minutes).
+``--save`` keeps the simulated day, ``--load`` prints its figures again.
+
+    .venv/bin/python -m bench.open_platform_scale [--quick] [--authorizers N] [--hours H] [--save PATH]
 """
 
 from __future__ import annotations
@@ -49,6 +57,7 @@ import argparse
 import json
 import math
 import os
+import pickle
 import random
 import statistics
 import sys
@@ -56,6 +65,7 @@ import tempfile
 import threading
 import time
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -110,7 +120,7 @@ class Scale:
 
 
 FULL = Scale(5_000, 24 * 60, SAMPLE)
-QUICK = Scale(500, 6 * 60, None)
+QUICK = Scale(500, 3 * 60, None)
 
 
 # --- DynamoDB requests as DynamoDB bills them ------------------------------------------------
@@ -589,6 +599,8 @@ class Month:
     guard_seconds: tuple[float, float]  # a steady guard run on AWS, modelled (fast, slow WeChat)
     first_cycle_minutes: tuple[float, float]  # to refresh every authorizer after the import
     cpu_seconds_per_run: float
+    requests_per_refresh: float
+    lambda_seconds_a_day: float  # modelled, with the slow WeChat
 
     @property
     def total(self) -> float:
@@ -618,55 +630,58 @@ def modelled_run_seconds(
     return (fixed_requests + batches) * DYNAMODB_REQUEST_SECONDS + waves * per_refresh
 
 
+def split(runs: list[Run], value: Callable[[Run], float]) -> tuple[float, float]:
+    """``value`` of a run as (fixed per run, per refreshed authorizer): a least-squares line
+    through the runs (a run's refreshes vary from minute to minute); with no spread, all of it
+    per refresh."""
+    xs = [float(run.refreshed) for run in runs]
+    ys = [value(run) for run in runs]
+    try:
+        slope, intercept = statistics.linear_regression(xs, ys)
+    except statistics.StatisticsError:
+        return 0.0, sum(ys) / max(1.0, sum(xs))
+    if intercept < 0 or slope < 0:
+        return 0.0, sum(ys) / max(1.0, sum(xs))
+    return intercept, slope
+
+
 def month(day: Day, authorizers: int) -> Month:
     """A month of the steady day (after the first cycle), scaled to ``authorizers`` where the
-    work grows with them: refreshes and their requests; runs, metrics and fixed requests stay."""
+    work grows with them (refreshes and what each costs); runs and what each costs whatever it
+    refreshes stay (module docstring)."""
     runs = steady(day)
     minutes = day.scale.minutes - day.first_cycle_minutes
     per_day = 24 * 60 / minutes
     factor = authorizers / day.scale.authorizers
     refreshes = sum(run.refreshed for run in runs)
-    units = Units()
-    for run in runs:
-        units.add(run.units)
-    quiet = [run for run in runs if run.refreshed == 0]
-    fixed = Units()
-    for run in quiet:
-        fixed.add(run.units)
-    n_quiet = max(1, len(quiet))
-    fixed_per_run = fixed.total / n_quiet
-    fixed_rru, fixed_wru = fixed.rru / n_quiet, (fixed.wru + fixed.index_wru) / n_quiet
-    variable_requests = units.total - fixed_per_run * len(runs)
-    per_refresh = variable_requests / max(1, refreshes)
-    rru_per_refresh = (units.rru - fixed_rru * len(runs)) / max(1, refreshes)
-    wru_per_refresh = (units.wru + units.index_wru - fixed_wru * len(runs)) / max(1, refreshes)
-
     runs_a_month = len(runs) * per_day * DAYS_A_MONTH
     refreshes_a_month = refreshes * per_day * DAYS_A_MONTH * factor
-    rru = (fixed_rru * len(runs) * per_day * DAYS_A_MONTH) + rru_per_refresh * refreshes_a_month
-    wru = (fixed_wru * len(runs) * per_day * DAYS_A_MONTH) + wru_per_refresh * refreshes_a_month
+
+    def monthly(value: Callable[[Run], float]) -> float:
+        fixed, per_refresh = split(runs, value)
+        return fixed * runs_a_month + per_refresh * refreshes_a_month
+
+    rru = monthly(lambda run: run.units.rru)
+    wru = monthly(lambda run: run.units.wru + run.units.index_wru)
     # The daily import re-reads every listed authorizer's refresh token (one consistent read).
     rru += authorizers * DAYS_A_MONTH
     dynamodb_cost = rru * DYNAMODB_RRU + wru * DYNAMODB_WRU
 
+    fixed_requests, per_refresh = split(runs, lambda run: float(run.units.total))
     per_minute = refreshes * factor / minutes
     seconds = {
-        rtt: modelled_run_seconds(per_minute, per_refresh, fixed_per_run, rtt)
+        rtt: modelled_run_seconds(per_minute, per_refresh, fixed_requests, rtt)
         for rtt in WECHAT_ROUND_TRIP_SECONDS
     }
-    # Billed time: every run at the modelled time of the slow WeChat, each at least a few ms.
-    total_seconds = runs_a_month * seconds[WECHAT_ROUND_TRIP_SECONDS[1]]
-    gb_seconds = total_seconds * day.memory_mb / 1024
+    # Billed: every run at the modelled time with the slow WeChat.
+    gb_seconds = runs_a_month * seconds[WECHAT_ROUND_TRIP_SECONDS[1]] * day.memory_mb / 1024
     lambda_cost = gb_seconds * LAMBDA_ARM_GB_SECOND + runs_a_month * LAMBDA_REQUEST
 
     storage_gb = day.stored_bytes * factor / 1e9
     storage_cost = storage_gb * (DYNAMODB_STORAGE_GB_MONTH + DYNAMODB_PITR_GB_MONTH)
     metric_months = sum(len(hours) for hours in day.metric_hours.values()) / (day.scale.minutes / 60)
     metrics_cost = metric_months * CLOUDWATCH_METRIC_MONTH
-    fixed_log = statistics.median(run.log_bytes for run in quiet) if quiet else 0
-    log_per_refresh = (sum(run.log_bytes for run in runs) - fixed_log * len(runs)) / max(1, refreshes)
-    log_bytes = fixed_log * runs_a_month + log_per_refresh * refreshes_a_month
-    logs_cost = log_bytes / 1e9 * CLOUDWATCH_LOGS_GB
+    logs_cost = monthly(lambda run: float(run.log_bytes)) / 1e9 * CLOUDWATCH_LOGS_GB
 
     # The first cycle after an import: every authorizer is due at once; a run has its timeout
     # less the handler's reserve and platform.py's 12 s reserve for batches.
@@ -675,8 +690,7 @@ def month(day: Day, authorizers: int) -> Month:
         authorizers / (usable / (per_refresh * DYNAMODB_REQUEST_SECONDS + rtt) * 16)
         for rtt in WECHAT_ROUND_TRIP_SECONDS
     )
-    fixed_cpu = statistics.median(run.cpu_seconds for run in quiet) if quiet else 0.0
-    cpu_per_refresh = (sum(run.cpu_seconds for run in runs) - fixed_cpu * len(runs)) / max(1, refreshes)
+    fixed_cpu, cpu_per_refresh = split(runs, lambda run: run.cpu_seconds)
     return Month(
         authorizers,
         gb_seconds,
@@ -688,6 +702,8 @@ def month(day: Day, authorizers: int) -> Month:
         (seconds[WECHAT_ROUND_TRIP_SECONDS[0]], seconds[WECHAT_ROUND_TRIP_SECONDS[1]]),
         (first[0], first[1]),
         fixed_cpu + cpu_per_refresh * per_minute,
+        per_refresh,
+        runs_a_month / DAYS_A_MONTH * seconds[WECHAT_ROUND_TRIP_SECONDS[1]],
     )
 
 
@@ -714,6 +730,8 @@ def figures_of(day: Day) -> list[Figure]:
         )
     )
     never = [a for a in day.appids if a not in day.authorizer_calls]
+    later = sum(_minute_calls(day, "authorizer_token")[day.first_cycle_minutes :])
+    steady_calls = later / n * 24 * 60 / max(1, scale.minutes - day.first_cycle_minutes)
     per = [day.authorizer_calls[a] for a in day.appids]
     cycles = scale.minutes / 100
     rows.append(
@@ -723,7 +741,8 @@ def figures_of(day: Day) -> list[Figure]:
             f"<= {math.ceil(cycles) + 1}",
             max(per) <= math.ceil(cycles) + 1 and not never,
             f"{hours:g} h = {cycles:g} cycles of 100 minutes, plus the import's refresh; "
-            f"min {min(per)}; never refreshed: {len(never)}",
+            f"min {min(per)}; never refreshed: {len(never)}; after the first cycle "
+            f"{steady_calls:.1f} a day (24 h / 100 min = 14.4)",
         )
     )
     per_minute = _minute_calls(day, "authorizer_token")
@@ -782,6 +801,7 @@ def figures_of(day: Day) -> list[Figure]:
     for run in runs:
         units.add(run.units)
     refreshes = sum(run.refreshed for run in runs) or 1
+    fixed, per_refresh = split(runs, lambda run: float(run.units.total))
     rows.append(
         Figure(
             f"6. platform, {n} authorizers: DynamoDB requests per run after the first cycle",
@@ -789,27 +809,36 @@ def figures_of(day: Day) -> list[Figure]:
             "-",
             None,
             f"reads {units.reads / len(runs):.1f}, writes {units.writes / len(runs):.1f}, queries "
-            f"{units.queries / len(runs):.1f}; per refreshed authorizer {units.total / refreshes:.1f} "
-            f"({dict(units.requests)} over {refreshes} refreshes); RRU {units.rru:.0f}, WRU {units.wru:.0f} "
-            f"+ index {units.index_wru:.0f}",
+            f"{units.queries / len(runs):.1f}; fitted: {fixed:.1f} a run + {per_refresh:.1f} per refreshed "
+            f"authorizer; {dict(units.requests)} over {refreshes} refreshes; RRU {units.rru:.0f}, "
+            f"WRU {units.wru:.0f} + index {units.index_wru:.0f}",
         )
     )
+    usable = day.timeout - HANDLER_RESERVE_SECONDS - 12.0
+    vcpu = day.memory_mb / LAMBDA_MB_PER_VCPU
     for authorizers in SCALES:
         m = month(day, authorizers)
-        fits = m.guard_seconds[1] <= day.timeout - HANDLER_RESERVE_SECONDS - 12.0
-        cpu_vcpu = day.memory_mb / LAMBDA_MB_PER_VCPU
         rows.append(
             Figure(
                 f"6. platform, {authorizers} authorizers: a steady guard run on AWS, modelled",
                 f"{m.guard_seconds[0]:.1f}-{m.guard_seconds[1]:.1f} s",
-                f"<= {day.timeout - HANDLER_RESERVE_SECONDS - 12.0:g} s",
-                fits,
-                f"{authorizers / 100:.0f} refreshes a minute, 16 at a time, WeChat 100-300 ms, "
-                f"DynamoDB 5 ms a request; CPU on this machine {m.cpu_seconds_per_run:.1f} s a run "
-                f"(stand-in included), "
-                f"{m.cpu_seconds_per_run / cpu_vcpu:.1f} s at {day.memory_mb} MB ({cpu_vcpu:.2f} vCPU); "
-                f"first cycle after an import: {m.first_cycle_minutes[0]:.0f}-"
-                f"{m.first_cycle_minutes[1]:.0f} min",
+                f"<= {usable:g} s",
+                m.guard_seconds[1] <= usable,
+                f"{authorizers / 100:.0f} refreshes a minute, 16 at a time, {m.requests_per_refresh:.1f} "
+                f"DynamoDB requests each at 5 ms, WeChat 100-300 ms; {usable:g} s = the timeout less the "
+                f"handler's 2 s and the platform's 12 s reserve; first cycle after an import: "
+                f"{m.first_cycle_minutes[0]:.0f}-{m.first_cycle_minutes[1]:.0f} min",
+            )
+        )
+        cpu_at_memory = m.cpu_seconds_per_run / vcpu
+        rows.append(
+            Figure(
+                f"6. platform, {authorizers} authorizers: CPU of a steady guard run at {day.memory_mb} MB",
+                f"{cpu_at_memory:.1f} s",
+                f"<= {usable:g} s",
+                cpu_at_memory <= usable,
+                f"{m.cpu_seconds_per_run:.2f} CPU-s a run on this machine (the WeChat stand-in's share "
+                f"included: an upper bound), at the {vcpu:.2f} vCPU Lambda gives {day.memory_mb} MB",
             )
         )
         rows.append(
@@ -818,9 +847,10 @@ def figures_of(day: Day) -> list[Figure]:
                 f"USD {m.total:.2f}",
                 "-",
                 None,
-                f"Lambda {m.lambda_cost:.2f} ({m.lambda_gb_seconds:,.0f} GB-s at {day.memory_mb} MB), "
-                f"DynamoDB requests {m.dynamodb_cost:.2f}, storage+PITR {m.storage_cost:.2f}, CloudWatch "
-                f"metrics {m.metrics_cost:.2f} ({len(day.metric_hours)} metric/dimension sets), "
+                f"Lambda {m.lambda_cost:.2f} ({m.lambda_gb_seconds:,.0f} GB-s at {day.memory_mb} MB, "
+                f"{m.lambda_seconds_a_day / 60:.0f} min a day modelled), DynamoDB requests "
+                f"{m.dynamodb_cost:.2f}, storage+PITR {m.storage_cost:.2f}, CloudWatch metrics "
+                f"{m.metrics_cost:.2f} ({len(day.metric_hours)} metric/dimension sets), "
                 f"logs {m.logs_cost:.2f}",
             )
         )
@@ -838,7 +868,7 @@ def measure(scale: Scale, progress: Any = None) -> Day:
 
 def figures(quick: bool = True) -> list[Figure]:
     """``make bench``'s rows: the quick scale unless ``quick`` is False (the full day takes
-    most of an hour on moto: ``make bench-platform``)."""
+    about 1.5 hours on moto: ``make bench-platform``)."""
     return figures_of(measure(QUICK if quick else FULL, progress=sys.stderr))
 
 
@@ -854,7 +884,13 @@ def main() -> None:
     parser.add_argument(
         "--sample", type=int, help=f"authorizers judged every minute (0: all); default {SAMPLE}"
     )
+    parser.add_argument("--save", metavar="PATH", help="keep the simulated day (pickle) to print again")
+    parser.add_argument("--load", metavar="PATH", help="print the figures of a day kept with --save")
     args = parser.parse_args()
+    if args.load:
+        with open(args.load, "rb") as kept:
+            print_table(figures_of(pickle.load(kept)))  # noqa: S301 (a file this program wrote)
+        return
     base = QUICK if args.quick else FULL
     authorizers = args.authorizers or base.authorizers
     minutes = int(args.hours * 60) if args.hours else base.minutes
@@ -872,6 +908,9 @@ def main() -> None:
         f"simulated in {day.wall_seconds:.0f} s ({day.check_seconds:.0f} s of it checking tokens)",
         file=sys.stderr,
     )
+    if args.save:
+        with open(args.save, "wb") as kept:
+            pickle.dump(day, kept)
     for note in day.notes[:10]:
         print(f"  {note}", file=sys.stderr)
     print_table(figures_of(day))

@@ -6,7 +6,7 @@ status is 0 either way unless ``--strict`` is given.
 
     .venv/bin/python -m bench.run_all [--quick] [--strict] [--only webhook,cold,reads,storm,quota,platform]
 
-The platform section is Open Platform's scale run at its quick size (500 authorizers, 6
+The platform section is Open Platform's scale run at its quick size (500 authorizers, 3
 simulated hours); the full one (5,000 authorizers, 24 hours) is ``make bench-platform``.
 """
 
