@@ -181,7 +181,7 @@ def test_a_component_entry_is_a_platform_not_an_app():
     # Given a secret with one app and one third-party platform (kind: component)
     secret = json.dumps(
         {
-            "wx1111111111111111": {"app_secret": "s1"},
+            "wx1111111111111111": {"app_secret": "s1"},  # pragma: allowlist secret
             "wxc0c0c0c0c0c0c0c0": {
                 "kind": "component",
                 "app_secret": "componentsecret",  # pragma: allowlist secret
