@@ -725,8 +725,8 @@ def figures_of(day: Day) -> list[Figure]:
             f"{len(day.invalid_minutes)} of {scale.minutes}",
             "0",
             not day.invalid_minutes,
-            invalid_note + f"; the import's first refreshes took {len(day.missing_first_minutes)} minute(s) "
-            "(authorizers without a token yet, not counted)",
+            invalid_note + "; an authorizer without a token yet in the import's first cycle is not counted "
+            f"(every one had a token by minute {day.all_refreshed_minute})",
         )
     )
     never = [a for a in day.appids if a not in day.authorizer_calls]
