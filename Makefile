@@ -211,6 +211,10 @@ bench-webhook: venv ## Webhook round trip vs wechatpy, piece by piece
 bench-cold: venv ## Cold start: import, and import + first request, vs boto3
 	$(VENV)/bin/python -m bench.cold_import
 
+.PHONY: bench-platform
+bench-platform: venv ## Open Platform at scale: 5,000 authorizers, 24 simulated hours, monthly cost (BENCH_ARGS=--quick)
+	$(VENV)/bin/python -m bench.open_platform_scale $(BENCH_ARGS)
+
 .PHONY: fuzz
 fuzz: venv ## Fuzz the webhook through its handler: 10,000 examples per property
 	HYPOTHESIS_PROFILE=fuzz $(VENV)/bin/pytest tests/fuzz -q --show-capture=no

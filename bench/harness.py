@@ -153,6 +153,8 @@ class Services:
 
     clock: Callable[[], float] = time.time
     redis: bool = True
+    # The moto server's process entry (``serve_moto_forever`` when None); it reports its port.
+    moto_entry: Callable[[Any], None] | None = None
     moto_endpoint: str = ""
     redis_url: str | None = None
     wechat: Any = None
@@ -160,7 +162,7 @@ class Services:
 
     def __enter__(self) -> Services:
         try:
-            self.moto_endpoint = self._stack.enter_context(_moto_server())
+            self.moto_endpoint = self._stack.enter_context(_moto_server(self.moto_entry))
             os.environ.update(FAKE_AWS)
             os.environ["AWS_ENDPOINT_URL"] = self.moto_endpoint
             os.environ.pop("AWS_PROFILE", None)
@@ -232,14 +234,14 @@ class Services:
 
 
 @contextlib.contextmanager
-def _moto_server() -> Iterator[str]:
+def _moto_server(entry: Callable[[Any], None] | None = None) -> Iterator[str]:
     # The tests' serialized moto server (moto's backends are not thread-safe; SSM's
     # conditional put must stay atomic for the lease), in a process of its own.
     from devtools.sam.moto_server import serve_moto_forever
 
     context = multiprocessing.get_context("spawn")
     port_out = context.Queue()
-    process = context.Process(target=serve_moto_forever, args=(port_out,), daemon=True)
+    process = context.Process(target=entry or serve_moto_forever, args=(port_out,), daemon=True)
     process.start()
     try:
         yield f"http://127.0.0.1:{port_out.get(timeout=60)}"

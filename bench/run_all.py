@@ -4,7 +4,10 @@ Timings are ratios measured side by side in this run; counts are counts. Nothing
 asserted by the tests (machines are noisy); a missed target is reported, and the exit
 status is 0 either way unless ``--strict`` is given.
 
-    .venv/bin/python -m bench.run_all [--quick] [--strict] [--only webhook,dedup,cold,reads,storm,quota]
+    .venv/bin/python -m bench.run_all [--quick] [--strict] [--only webhook,dedup,cold,reads,storm,quota,platform]
+
+The platform section is Open Platform's scale run at its quick size (500 authorizers, 3
+simulated hours); the full one (5,000 authorizers, 24 hours) is ``make bench-platform``.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import sys
 import time
 from collections.abc import Callable
 
-from bench import cold_import, dedup_roundtrip, quota, storm, token_reads, webhook_roundtrip
+from bench import cold_import, dedup_roundtrip, open_platform_scale, quota, storm, token_reads, webhook_roundtrip
 from bench.harness import Figure, print_table
 
 
@@ -24,7 +27,7 @@ def main() -> int:
     )
     parser.add_argument("--quick", action="store_true", help="fewer rounds and cold starts (noisier)")
     parser.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
-    parser.add_argument("--only", default="webhook,dedup,cold,reads,storm,quota")
+    parser.add_argument("--only", default="webhook,dedup,cold,reads,storm,quota,platform")
     args = parser.parse_args()
 
     rounds, runs = (5, 5) if args.quick else (9, 9)
@@ -35,6 +38,7 @@ def main() -> int:
         "reads": token_reads.figures,
         "storm": storm.figures,
         "quota": quota.figures,
+        "platform": open_platform_scale.figures,
     }
     wanted = [name.strip() for name in args.only.split(",") if name.strip()]
     unknown = set(wanted) - set(sections)
