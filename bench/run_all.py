@@ -4,7 +4,8 @@ Timings are ratios measured side by side in this run; counts are counts. Nothing
 asserted by the tests (machines are noisy); a missed target is reported, and the exit
 status is 0 either way unless ``--strict`` is given.
 
-    .venv/bin/python -m bench.run_all [--quick] [--strict] [--only webhook,dedup,cold,reads,storm,quota,platform]
+    .venv/bin/python -m bench.run_all [--quick] [--strict]
+        [--only webhook,dedup,cold,reads,storm,quota,platform]
 
 The platform section is Open Platform's scale run at its quick size (500 authorizers, 3
 simulated hours); the full one (5,000 authorizers, 24 hours) is ``make bench-platform``.
@@ -17,7 +18,15 @@ import sys
 import time
 from collections.abc import Callable
 
-from bench import cold_import, dedup_roundtrip, open_platform_scale, quota, storm, token_reads, webhook_roundtrip
+from bench import (
+    cold_import,
+    dedup_roundtrip,
+    open_platform_scale,
+    quota,
+    storm,
+    token_reads,
+    webhook_roundtrip,
+)
 from bench.harness import Figure, print_table
 
 
