@@ -140,15 +140,12 @@ class WeChatAPI:
             payload = self._request(
                 "GET", TOKEN_PATH, params=params, deadline=deadline, token_api=True, ambiguous_replays=1
             )
-        grant = _grant(payload, "access_token", TOKEN_PATH if not stable else STABLE_TOKEN_PATH)
-        if payload.get(_IN_FLIGHT_KEY):
-            return Grant(grant.value, grant.expires_in, maybe_overtaken=True)
-        return grant
+        return grant_in(payload, "access_token", TOKEN_PATH if not stable else STABLE_TOKEN_PATH)
 
     def jsapi_ticket(self, access_token: str, *, deadline: Deadline) -> Grant:
         params = {"access_token": access_token, "type": "jsapi"}
         payload = self._request("GET", TICKET_PATH, params=params, deadline=deadline, token_api=False)
-        return _grant(payload, "ticket", TICKET_PATH)
+        return grant_in(payload, "ticket", TICKET_PATH)
 
     def call(
         self,
@@ -337,18 +334,20 @@ class WeChatAPI:
             put_metric(WECHAT_API_LATENCY, MetricUnit.Milliseconds, round(elapsed_ms, 1), Endpoint=endpoint)
 
 
-def overtaken(payload: dict[str, Any]) -> bool:
-    """Whether an earlier attempt of the call that got ``payload`` may still mint after it
-    (see :attr:`Grant.maybe_overtaken`): for callers that build their own :class:`Grant`."""
-    return bool(payload.get(_IN_FLIGHT_KEY))
-
-
-def _grant(payload: dict[str, Any], field: str, path: str) -> Grant:
+def grant_in(
+    payload: dict[str, Any], field: str, path: str, *, answer: dict[str, Any] | None = None
+) -> Grant:
+    """The credential in ``payload``'s ``field`` and ``expires_in``; a
+    :class:`WeChatTransportError` when either is missing or unusable. ``answer``: the whole
+    answer, when ``payload`` is a part of it (api_query_auth's ``authorization_info``).
+    ``maybe_overtaken`` when an earlier attempt of the call that got the answer timed out and
+    may still mint after it (see :attr:`Grant.maybe_overtaken`)."""
     value = payload.get(field)
     expires_in = payload.get("expires_in")
     if not isinstance(value, str) or not value or not isinstance(expires_in, int) or expires_in <= 0:
         raise WeChatTransportError(f"WeChat {path} answered without a usable {field}/expires_in")
-    return Grant(value=value, expires_in=expires_in)
+    in_flight = bool((payload if answer is None else answer).get(_IN_FLIGHT_KEY))
+    return Grant(value=value, expires_in=expires_in, maybe_overtaken=in_flight)
 
 
 def _never_connected(exc: requests.ConnectionError) -> bool:

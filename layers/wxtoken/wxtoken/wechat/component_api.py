@@ -21,7 +21,7 @@ from typing import Any
 from wxtoken.deadline import Deadline
 from wxtoken.errors import WeChatTransportError
 from wxtoken.frozen import Frozen
-from wxtoken.wechat.api import Grant, WeChatAPI, overtaken
+from wxtoken.wechat.api import Grant, WeChatAPI, grant_in
 
 COMPONENT = "/cgi-bin/component"
 COMPONENT_TOKEN_PATH = f"{COMPONENT}/api_component_token"
@@ -70,7 +70,7 @@ class ComponentAPI:
             "component_verify_ticket": ticket,
         }
         payload = self._api.post(COMPONENT_TOKEN_PATH, body, deadline=deadline, mints=True)
-        return _grant(payload, "component_access_token", COMPONENT_TOKEN_PATH, overtaken(payload))
+        return grant_in(payload, "component_access_token", COMPONENT_TOKEN_PATH)
 
     def start_push_ticket(self, component_appid: str, component_secret: str, *, deadline: Deadline) -> None:
         """Ask WeChat to push component_verify_ticket again (every 10 minutes from now)."""
@@ -97,7 +97,7 @@ class ComponentAPI:
             raise WeChatTransportError(f"WeChat {QUERY_AUTH_PATH} answered without authorizer_appid")
         return AuthorizerGrant(
             appid,
-            _grant(info, "authorizer_access_token", QUERY_AUTH_PATH, overtaken(payload)),
+            grant_in(info, "authorizer_access_token", QUERY_AUTH_PATH, answer=payload),
             _refresh_token(info, QUERY_AUTH_PATH),
         )
 
@@ -124,7 +124,7 @@ class ComponentAPI:
         )
         return AuthorizerGrant(
             authorizer_appid,
-            _grant(payload, "authorizer_access_token", AUTHORIZER_TOKEN_PATH, overtaken(payload)),
+            grant_in(payload, "authorizer_access_token", AUTHORIZER_TOKEN_PATH),
             _refresh_token(payload, AUTHORIZER_TOKEN_PATH),
         )
 
@@ -168,15 +168,6 @@ class ComponentAPI:
             yield offset, total, page
             if read == 0 or offset >= total:
                 return
-
-
-def _grant(payload: dict[str, Any], field: str, path: str, maybe_overtaken: bool) -> Grant:
-    """The credential in ``payload``; ``maybe_overtaken`` when an earlier attempt of the call
-    timed out and may still mint after it (the refresher then keeps the token suspect)."""
-    value, expires_in = payload.get(field), payload.get("expires_in")
-    if not isinstance(value, str) or not value or not isinstance(expires_in, int) or expires_in <= 0:
-        raise WeChatTransportError(f"WeChat {path} answered without a usable {field}/expires_in")
-    return Grant(value=value, expires_in=expires_in, maybe_overtaken=maybe_overtaken)
 
 
 def _refresh_token(payload: dict[str, Any], path: str) -> str:
