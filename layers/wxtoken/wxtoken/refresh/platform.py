@@ -244,16 +244,18 @@ class PlatformRefresher:
             return report
         ticket = self._refresher.read_credential(component.appid, RecordName.COMPONENT_VERIFY_TICKET)
         self._watch_ticket(component, ticket, deadline, report)
+        token: Credential | None = None
         try:
             outcome = self._refresher.refresh_subject(self.component_subject(component), request, deadline)
             report.component_refreshed = outcome.refreshed
+            token = outcome.seen  # the token stored or left in place, read moments ago
         except WxTokenError as exc:
             _log_failure("component token refresh failed", exc, component_appid=component.appid)
             report.errors.append(f"component_access_token: {_describe(exc)}")
         except Exception as exc:  # one platform's bug must not cost the others their run
             logger.exception("component token refresh crashed", extra={"component_appid": component.appid})
             report.errors.append(f"component_access_token: {_describe(exc)}")
-        token = self._refresher.read_credential(component.appid, RecordName.COMPONENT_ACCESS_TOKEN)
+        token = token or self._refresher.read_credential(component.appid, RecordName.COMPONENT_ACCESS_TOKEN)
         now = self._clock()
         report.component_seconds_left = max(0.0, token.seconds_left(now)) if token else 0.0
         if request.trigger not in (Trigger.GUARD, Trigger.SCHEDULED) or request.appids is not None:
