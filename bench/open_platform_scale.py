@@ -385,9 +385,18 @@ def template_function() -> tuple[int, int]:
     template = yaml.load((ROOT / "template.yaml").read_text(encoding="utf-8"), Loader=CloudFormationLoader)  # noqa: S506
     function = template["Resources"]["RefreshTokenFunction"]["Properties"]
     defaults = template.get("Globals", {}).get("Function", {})
-    return int(function.get("Timeout", defaults.get("Timeout", 3))), int(
-        function.get("MemorySize", defaults.get("MemorySize", 128))
-    )
+    timeout = _on_platform(function.get("Timeout", defaults.get("Timeout", 3)))
+    memory = _on_platform(function.get("MemorySize", defaults.get("MemorySize", 128)))
+    return int(timeout), int(memory)
+
+
+def _on_platform(value: Any) -> Any:
+    """A property's value on a deployment with ``OpenPlatform`` set: the template picks some
+    (``MemorySize``) with ``!If [UseOpenPlatform, ...]``."""
+    if isinstance(value, dict) and "Fn::If" in value:
+        condition, when_true, when_false = value["Fn::If"]
+        return _on_platform(when_true if condition == "UseOpenPlatform" else when_false)
+    return value
 
 
 class _LambdaContext:

@@ -6,6 +6,7 @@ answers nor runs a handler twice; and a first delivery costs as few calls as it 
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -201,3 +202,85 @@ def test_a_first_delivery_with_its_binding_costs_three_dynamodb_calls_and_a_retr
     calls.clear()
     assert dedup.once(f"{APPID}:msg:7", never("ran twice"), binding=(f"{APPID}:sig:T", "sha256:x")) == "a"
     assert calls == []  # this container's cache knows both
+
+
+# --- Redis: the answer's SET is sent, and its reply read with the next claim ----------------
+@pytest.fixture
+def plain_redis(redis_url: str, redis_server: RedisServer) -> Iterator[tuple[StoreDeduplicator, Any]]:
+    """A deduplicator on a plain client, as the webhook builds it, and an admin client."""
+    store = RedisTokenStore.from_url(redis_url)
+    dedup = store_deduplicator(store.dedup_backend(), expires_after_seconds=3600)
+    dedup.register_context(FakeLambdaContext(function_name=FUNCTION, remaining_seconds=6))
+    with redis_server.client() as admin:
+        yield dedup, admin
+        admin.config_set("maxmemory", 0)
+    store.client.close()
+
+
+def _stored(admin: Any, dedup: StoreDeduplicator, key: str) -> dict[str, Any]:
+    """The record of ``key`` as Redis holds it, once its answer's SET has been applied (the
+    deduplicator sent it without waiting: polled, not timed)."""
+    deadline = time.monotonic() + 5
+    while True:
+        raw = admin.get(dedup._stored_key(key))
+        record: dict[str, Any] = json.loads(raw) if raw else {}
+        if record.get("status") == "COMPLETED" or time.monotonic() > deadline:
+            return record
+        time.sleep(0.01)
+
+
+def test_the_answer_reaches_redis_without_the_claims_connection_being_used_again(
+    plain_redis: tuple[StoreDeduplicator, Any],
+) -> None:
+    dedup, admin = plain_redis
+
+    # When a first delivery is answered, and nothing more is sent on the deduplicator's connection
+    assert dedup.once(f"{APPID}:msg:20", lambda: "<xml>20</xml>") == "<xml>20</xml>"
+
+    # Then Redis holds the answer, and another container's retry gets it without the handler
+    assert _stored(admin, dedup, f"{APPID}:msg:20")["status"] == "COMPLETED"
+    other = StoreDeduplicator(dedup._records, key_prefix=dedup._prefix, expires_after_seconds=3600)
+    other._records = RedisTokenStore(admin).dedup_backend().records
+    assert other.once(f"{APPID}:msg:20", never("ran twice")) == "<xml>20</xml>"
+
+
+def test_an_answer_redis_refused_is_logged_with_the_next_claim_which_reads_its_own_replies(
+    plain_redis: tuple[StoreDeduplicator, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    dedup, admin = plain_redis
+
+    def produce_while_redis_is_full() -> str:
+        admin.config_set("maxmemory", 1)  # noeviction: every write is refused with OOM
+        return "<xml>21</xml>"
+
+    # Given an answer whose SET Redis refuses (it is returned all the same)
+    assert dedup.once(f"{APPID}:msg:21", produce_while_redis_is_full) == "<xml>21</xml>"
+    admin.config_set("maxmemory", 0)
+
+    # When the next delivery comes
+    assert dedup.once(f"{APPID}:msg:22", lambda: "<xml>22</xml>") == "<xml>22</xml>"
+
+    # Then the refusal is logged, by class only, and that claim read its own replies: it was
+    # written (a second delivery of it is a retry), and the refused answer was not
+    assert any(r.getMessage() == "dedup answer not stored" for r in caplog.records)
+    assert _stored(admin, dedup, f"{APPID}:msg:22")["status"] == "COMPLETED"
+    assert dedup.once(f"{APPID}:msg:22", never("ran twice")) == "<xml>22</xml>"
+    assert json.loads(admin.get(dedup._stored_key(f"{APPID}:msg:21")))["status"] == "INPROGRESS"
+
+
+def test_a_connection_closed_with_an_answer_owed_is_opened_again_for_the_next_claim(
+    plain_redis: tuple[StoreDeduplicator, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    dedup, admin = plain_redis
+    assert dedup.once(f"{APPID}:msg:23", lambda: "<xml>23</xml>") == "<xml>23</xml>"
+    assert _stored(admin, dedup, f"{APPID}:msg:23")["status"] == "COMPLETED"
+
+    # When Redis closes every client's connection while the answer's reply is unread
+    # (a container thawed after the server's idle timeout, or a failover)
+    admin.execute_command("CLIENT", "KILL", "TYPE", "normal", "SKIPME", "yes")
+
+    # Then the next delivery is deduplicated on a new connection, not handled without dedup
+    assert dedup.once(f"{APPID}:msg:24", lambda: "<xml>24</xml>") == "<xml>24</xml>"
+    assert not [r for r in caplog.records if "unavailable" in r.getMessage()]
+    assert _stored(admin, dedup, f"{APPID}:msg:24")["status"] == "COMPLETED"
+    assert dedup.once(f"{APPID}:msg:23", never("ran twice")) == "<xml>23</xml>"

@@ -560,23 +560,25 @@ def test_with_the_dedup_store_down_a_plain_message_is_still_answered(webhook, pl
 
 
 @pytest.mark.parametrize("system", ["redis"], indirect=True)
-def test_dedup_and_the_token_api_share_one_store_connection(webhook, system, player):
+def test_dedup_and_the_token_api_share_one_store_pool(webhook, system, player):
     """Issue 11: the webhook used to open a second store (a second pool, a second AUTH) just
-    to reach its Redis client for dedup. One store per container now: sequential requests,
-    one connection."""
+    to reach its Redis client for dedup. One store per container now: one pool, in which
+    dedup keeps one connection for itself (issue 12: its answers' replies are read with the
+    next claim) and the token API uses another; sequential requests open no more."""
     import redis
 
     system.refresher().run(RefreshRequest(Trigger.SCHEDULED, system.clock()), Deadline.after(10))
     admin = redis.Redis.from_url(system.env["REDIS_URL"])
     before = int(admin.info("stats")["total_connections_received"])
 
-    query, body = player.message(text_xml("one store"), encrypted=True)
-    assert invoke(webhook, apigw_event("POST", PATH, query, body))["statusCode"] == 200
-    event = apigw_event("GET", f"/token/{APPID_A}", iam_user_arn="arn:aws:iam::123456789012:user/app")
-    assert invoke(webhook, event)["statusCode"] == 200
+    for n in range(3):
+        query, body = player.message(text_xml(f"one store {n}", msg_id=900 + n), encrypted=True)
+        assert invoke(webhook, apigw_event("POST", PATH, query, body))["statusCode"] == 200
+        event = apigw_event("GET", f"/token/{APPID_A}", iam_user_arn="arn:aws:iam::123456789012:user/app")
+        assert invoke(webhook, event)["statusCode"] == 200
 
-    # the admin connection was opened by the first INFO; the webhook's one pool opened one
-    assert int(admin.info("stats")["total_connections_received"]) - before == 1
+    # the admin connection was opened by the first INFO; the webhook's one pool opened two
+    assert int(admin.info("stats")["total_connections_received"]) - before == 2
 
 
 # --- handlers that take a context ------------------------------------------------------------------

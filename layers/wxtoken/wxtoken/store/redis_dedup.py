@@ -5,26 +5,43 @@ wrote (``{"status", "expiration", "in_progress_expiration"}``, then ``{"data", "
 "expiration"}``), so containers of the previous version read it during a deploy.
 
 A claim is ``SET NX`` followed by ``GET`` of the same key, every claim of a delivery (the
-message and its signature's binding) in one pipeline: one round trip, where powertools took
+message and its signature's binding) sent together: one round trip, where powertools took
 one per ``SET NX`` and another per ``GET`` of a record found. Only ``GET``, ``SET`` and
 ``DEL`` are sent, on ``wxtoken-dedup#*`` keys, which is what the webhook's Redis user may do
 (template.yaml, WebhookRedisUser). An in-progress record expires (``PX``) with its
 invocation, so a dead container's claim vanishes by itself; one written by the previous
 version, which kept in-progress records for the whole hour, is taken over under its
 ``…:lock`` key as powertools did.
+
+The answer's ``SET`` is sent and not waited for (issue 12, a measured reason): on a plain
+client the records keep one connection of the client's pool for themselves, and the
+``SET``'s reply is read with the next claim's, where it is already waiting. A first delivery
+then waits for one round trip, not two: an app on wechatpy waits for two (``SET NX``, then
+the answer), and on this machine a round trip to a local ``redis-server`` is 100–150 µs of a
+request of 500–900 µs, more to ElastiCache over the network (``bench/dedup_roundtrip.py``).
+What is given up: a ``SET`` Redis refuses (out of memory, say) is logged with the next
+claim, not in the invocation that sent it; the answer is returned either way, as it was when
+the ``SET`` failed before. The bytes leave in the ``send`` (redis-py sets ``TCP_NODELAY``),
+before the invocation ends and Lambda freezes the container. ``CLIENT REPLY SKIP`` would
+not wait either, but needs a command the ACL does not grant, and an ACL that refuses it
+would leave a reply nobody reads. A cluster client (keys of one delivery live in different
+slots) waits for each, through redis-py's cluster pipeline.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from redis.exceptions import RedisClusterException, RedisError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisClusterException, RedisError, ResponseError
 
 from wxtoken.errors import StoreError
+from wxtoken.observability import logger
 from wxtoken.store.base import COMPLETED, IN_PROGRESS, DedupClaim, DedupRecord, answer_data
 
 if TYPE_CHECKING:
@@ -32,6 +49,8 @@ if TYPE_CHECKING:
     from redis.cluster import RedisCluster
 
 _REDIS_ERRORS = (RedisError, RedisClusterException)
+# redis-py's Connection: its send and read methods carry no type hints.
+_Connection = Any
 # How long a takeover of a stale record holds its lock (powertools' orphan lock: 10 s).
 _TAKEOVER_LOCK_SECONDS = 10
 # A record that vanished between SET NX and GET (it expired just then) is claimed again.
@@ -44,21 +63,20 @@ class RedisDedupRecords:
     def __init__(self, client: Redis | RedisCluster, *, clock: Callable[[], float] = time.time) -> None:
         self._client = client
         self._clock = clock
+        # A plain client's pool lends the records a connection of their own (see the module).
+        pool = getattr(client, "connection_pool", None)  # RedisCluster has one per node
+        self._channel = None if pool is None else _Channel(pool)
 
     def claim(self, claims: Sequence[DedupClaim]) -> list[DedupRecord | None]:
         results: list[DedupRecord | None] = [None] * len(claims)
         pending = list(range(len(claims)))
         for _ in range(_ATTEMPTS):
-            pipe = self._client.pipeline(transaction=False)
+            commands: list[tuple[Any, ...]] = []
             for index in pending:
                 claim = claims[index]
-                ex, px = self._expiry(claim)
-                pipe.set(claim.key, _value(claim), nx=True, ex=ex, px=px)
-                pipe.get(claim.key)
-            try:
-                replies = pipe.execute()
-            except _REDIS_ERRORS as exc:
-                raise _store_error("claim", exc) from None
+                commands.append(("SET", claim.key, _value(claim), "NX", *self._expiry(claim)))
+                commands.append(("GET", claim.key))
+            replies = self._exchange(commands, "claim")
             vanished = []
             for n, index in enumerate(pending):
                 written, stored = replies[2 * n], replies[2 * n + 1]
@@ -78,16 +96,26 @@ class RedisDedupRecords:
         raise StoreError("Redis claim failed: the record kept vanishing")
 
     def complete(self, key: str, answer: str, expires_at: int) -> None:
-        try:
-            self._client.set(key, _completed(answer, expires_at), ex=self._seconds_until(expires_at))
-        except _REDIS_ERRORS as exc:
-            raise _store_error("SET", exc) from None
+        command = ("SET", key, _completed(answer, expires_at), "EX", self._seconds_until(expires_at))
+        if self._channel is not None:
+            self._channel.send_unanswered(command)
+            return
+        self._exchange([command], "SET")
 
     def release(self, key: str) -> None:
+        self._exchange([("DEL", key)], "DEL")
+
+    def _exchange(self, commands: list[tuple[Any, ...]], operation: str) -> list[Any]:
+        """``commands``' replies, sent together and waited for: one round trip."""
+        if self._channel is not None:
+            return self._channel.exchange(commands, operation)
+        pipe = self._client.pipeline(transaction=False)
+        for command in commands:
+            pipe.execute_command(*command)
         try:
-            self._client.delete(key)
+            return list(pipe.execute())
         except _REDIS_ERRORS as exc:
-            raise _store_error("DEL", exc) from None
+            raise _store_error(operation, exc) from None
 
     def _take_over(self, claim: DedupClaim) -> bool:
         """Replace a stale record (its invocation over, or unreadable) under ``<key>:lock``, so
@@ -95,7 +123,8 @@ class RedisDedupRecords:
         try:
             if not self._client.set(f"{claim.key}:lock", "True", ex=_TAKEOVER_LOCK_SECONDS, nx=True):
                 return False
-            ex, px = self._expiry(claim)
+            unit, amount = self._expiry(claim)
+            ex, px = (amount, None) if unit == "EX" else (None, amount)
             self._client.set(claim.key, _value(claim), ex=ex, px=px)
         except _REDIS_ERRORS as exc:
             raise _store_error("takeover", exc) from None
@@ -103,15 +132,102 @@ class RedisDedupRecords:
         # again while this one works (powertools' rule too).
         return True
 
-    def _expiry(self, claim: DedupClaim) -> tuple[int | None, int | None]:
-        """``(EX, PX)``: an in-progress record is gone with its invocation (at least 1 ms:
-        PX refuses 0); any other lives until its ``expires_at``."""
+    def _expiry(self, claim: DedupClaim) -> tuple[str, int]:
+        """``("PX", ms)`` or ``("EX", s)``: an in-progress record is gone with its invocation
+        (at least 1 ms: PX refuses 0); any other lives until its ``expires_at``."""
         if claim.answer is None and claim.in_progress_until_ms is not None:
-            return None, max(1, claim.in_progress_until_ms - int(self._clock() * 1000))
-        return self._seconds_until(claim.expires_at), None
+            return "PX", max(1, claim.in_progress_until_ms - int(self._clock() * 1000))
+        return "EX", self._seconds_until(claim.expires_at)
 
     def _seconds_until(self, expires_at: int) -> int:
         return max(1, math.ceil(expires_at - self._clock()))
+
+
+class _Channel:
+    """One connection of a plain client's pool, kept by the dedup records, and the number of
+    replies sent for and not read yet (answers' ``SET`` s, read with the next exchange)."""
+
+    def __init__(self, pool: Any) -> None:
+        self._pool = pool
+        self._connection: _Connection | None = None
+        self._owed = 0
+        self._lock = threading.Lock()
+
+    def exchange(self, commands: list[tuple[Any, ...]], operation: str) -> list[Any]:
+        """The replies to ``commands``, after the replies owed. Sent again once on a
+        connection the server closed (a container thawed after minutes): it executed
+        nothing of what it never read."""
+        with self._lock:
+            for attempt in (1, 2):
+                connection = self._connect(operation)
+                try:
+                    connection.send_packed_command(connection.pack_commands(commands))
+                    self._read_owed(connection)
+                    return _replies(connection, len(commands), operation)
+                except RedisConnectionError as exc:
+                    self._reset()
+                    if attempt == 2:
+                        raise _store_error(operation, exc) from None
+                except _REDIS_ERRORS as exc:  # a timeout: what ran is unknown, so not again
+                    self._reset()
+                    raise _store_error(operation, exc) from None
+            raise AssertionError("unreachable")
+
+    def send_unanswered(self, command: tuple[Any, ...]) -> None:
+        """Sends ``command``; its reply is read with the next exchange."""
+        with self._lock:
+            for attempt in (1, 2):
+                connection = self._connect("SET")
+                try:
+                    connection.send_packed_command(connection.pack_command(*command))
+                except _REDIS_ERRORS as exc:
+                    self._reset()
+                    if attempt == 2:
+                        raise _store_error("SET", exc) from None
+                    continue
+                self._owed += 1
+                return
+
+    def _connect(self, operation: str) -> _Connection:
+        if self._connection is None:
+            try:
+                self._connection = self._pool.get_connection()
+            except _REDIS_ERRORS as exc:
+                raise _store_error(operation, exc) from None
+        return self._connection
+
+    def _read_owed(self, connection: _Connection) -> None:
+        while self._owed:
+            try:
+                connection.read_response()
+            except ResponseError as exc:
+                # An answer Redis refused: a retry of that message runs its handler again.
+                logger.warning("dedup answer not stored", extra={"error": type(exc).__name__})
+            self._owed -= 1
+
+    def _reset(self) -> None:
+        """Forgets the connection (closed: its owed replies are lost with it) and hands it
+        back to the pool, which reconnects it when lent again."""
+        connection, self._connection, self._owed = self._connection, None, 0
+        if connection is not None:
+            connection.disconnect()
+            self._pool.release(connection)
+
+
+def _replies(connection: _Connection, count: int, operation: str) -> list[Any]:
+    """The next ``count`` replies, every one read (so the next exchange reads its own) before
+    an error reply (a command refused: NOPERM, OOM) is raised as :class:`StoreError`."""
+    replies: list[Any] = []
+    refused: ResponseError | None = None
+    for _ in range(count):
+        try:
+            replies.append(connection.read_response())
+        except ResponseError as exc:
+            refused = refused or exc
+            replies.append(None)
+    if refused is not None:
+        raise _store_error(operation, refused)
+    return replies
 
 
 def _value(claim: DedupClaim) -> str:
