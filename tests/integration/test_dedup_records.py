@@ -288,3 +288,29 @@ def test_a_connection_closed_with_an_answer_owed_is_opened_again_for_the_next_cl
     assert not [r for r in caplog.records if "unavailable" in r.getMessage()]
     assert _stored(admin, dedup, f"{APPID}:msg:24")["status"] == "COMPLETED"
     assert dedup.once(f"{APPID}:msg:23", never("ran twice")) == "<xml>23</xml>"
+
+
+def test_a_deliverys_binding_and_claim_are_sent_to_dynamodb_together(
+    aws: AWS, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Both PutItems must be in flight at once: each waits at the barrier for the other (sent one
+    # after the other, the first would wait alone and break it). A structure, not a timing.
+    import threading
+
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", FUNCTION)
+    create_token_table(aws)
+    store = DynamoDBTokenStore(aws.client("dynamodb"), table=TOKEN_TABLE)
+    backend = store.dedup_backend()
+    dedup = store_deduplicator(backend, expires_after_seconds=3600)
+    both_in_flight = threading.Barrier(2, timeout=5)
+    met: list[bool] = []
+
+    def meet(request: Any, **_: Any) -> None:
+        if request.headers["X-Amz-Target"].decode().endswith("PutItem"):
+            both_in_flight.wait()
+            met.append(True)
+
+    backend.records.client.meta.events.register("before-send.dynamodb", meet)  # type: ignore[attr-defined]
+
+    assert dedup.once(f"{APPID}:msg:30", lambda: "a", binding=(f"{APPID}:sig:U", "sha256:y")) == "a"
+    assert met == [True, True]

@@ -16,6 +16,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -66,7 +67,27 @@ class DynamoDBDedupRecords:
         return self._client
 
     def claim(self, claims: Sequence[DedupClaim]) -> list[DedupRecord | None]:
-        return [self._claim(claim) for claim in claims]
+        """Each claim's conditional ``PutItem``, sent at once: a delivery's two (its binding
+        and its message) wait for one call's time, not two.
+
+        A measured reason for the threads (issue 12): the calls are independent, and a call is
+        milliseconds of waiting (3–6 ms on moto here, 5–10 ms to DynamoDB) against about
+        0.1 ms to hand one to a thread. ``TransactWriteItems`` would make them one request, but
+        a transaction costs twice the write units and, with its two phases, about the time of
+        the two writes it replaces. boto3's clients are thread-safe.
+        """
+        if len(claims) < 2:
+            return [self._claim(claim) for claim in claims]
+        others = [_pool().submit(self._claim, claim) for claim in claims[1:]]
+        try:
+            first = self._claim(claims[0])
+        finally:
+            # Every call ends before the claim does, whatever the first one's fate.
+            rest = [future.exception() or future.result() for future in others]
+        for outcome in rest:
+            if isinstance(outcome, BaseException):
+                raise outcome
+        return [first, *rest]  # type: ignore[list-item]
 
     def complete(self, key: str, answer: str, expires_at: int) -> None:
         self._call(
@@ -148,6 +169,19 @@ class DynamoDBDedupRecords:
             raise StoreError(f"DynamoDB dedup {operation} failed: {code}") from None
         except BotoCoreError as exc:
             raise StoreError(f"DynamoDB dedup {operation} failed: {type(exc).__name__}") from None
+
+
+_POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def _pool() -> ThreadPoolExecutor:
+    """The container's threads for a delivery's second claim, started at its first delivery."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="wxtoken-dedup")
+        return _POOL
 
 
 def _string(value: Any) -> str | None:
