@@ -9,11 +9,11 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from enum import StrEnum
 from urllib.parse import urlsplit
 
 from wxtoken.errors import ConfigError
-from wxtoken.frozen import Frozen
 
 DEFAULT_WECHAT_API_BASE = "https://api.weixin.qq.com"
 _DEFAULT_NAMESPACE = "WxToken"
@@ -41,7 +41,8 @@ _NO_APPS_SECRET = (
 )
 
 
-class Settings(Frozen):
+@dataclass(frozen=True, slots=True)
+class Settings:
     # The secret with every AppSecret. The functions need it (from_env refuses to start
     # without it); a reader (reader_from_env) only if it refreshes in its own process.
     apps_secret_id: str | None
@@ -193,7 +194,8 @@ class Settings(Frozen):
         )
 
 
-class ObservabilitySettings(Frozen):
+@dataclass(frozen=True, slots=True)
+class ObservabilitySettings:
     """What the logger, metrics and tracer need, read when :mod:`wxtoken.observability` is
     imported. Apart from :class:`Settings` because it must never fail: a container whose
     settings are bad still has to log why. A value it cannot read is its default."""
