@@ -18,6 +18,7 @@ from aws_lambda_powertools.utilities.idempotency.persistence.dynamodb import Dyn
 
 from tests.fixtures.aws import AWS, TOKEN_TABLE, create_dedup_table, create_token_table
 from tests.fixtures.lambda_context import FakeLambdaContext
+from tests.fixtures.redis_proxy import RedisProxy
 from tests.fixtures.redis_server import RedisServer
 from wxtoken.store.dynamodb_store import DynamoDBTokenStore
 from wxtoken.store.redis_store import RedisTokenStore
@@ -314,3 +315,100 @@ def test_a_deliverys_binding_and_claim_are_sent_to_dynamodb_together(
 
     assert dedup.once(f"{APPID}:msg:30", lambda: "a", binding=(f"{APPID}:sig:U", "sha256:y")) == "a"
     assert met == [True, True]
+
+
+def _through(proxy: RedisProxy, server: RedisServer, url_options: str = "") -> StoreDeduplicator:
+    store = RedisTokenStore.from_url(proxy.url(server.password) + url_options)
+    dedup = store_deduplicator(store.dedup_backend(), expires_after_seconds=3600)
+    dedup.register_context(FakeLambdaContext(function_name=FUNCTION, remaining_seconds=6))
+    return dedup
+
+
+def test_a_claim_whose_reply_was_lost_after_redis_ran_it_is_known_as_its_own(
+    redis_proxy: RedisProxy, redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    dedup = _through(redis_proxy, redis_server)
+    assert dedup.once(f"{APPID}:msg:40", lambda: "warm") == "warm"  # the connection is open
+    runs: list[str] = []
+
+    # When Redis runs the claim and the connection drops before its reply arrives
+    redis_proxy.drop_next_reply.set()
+    answer = dedup.once(
+        f"{APPID}:msg:41",
+        lambda: runs.append("ran") or "<xml>41</xml>",
+        binding=(f"{APPID}:sig:V", "sha256:z"),
+    )
+
+    # Then the claim sent again finds its own record and runs the handler, once: not answered
+    # "success" as if another container were handling it (WeChat would not retry: lost)
+    assert redis_proxy.dropped == 1
+    assert (answer, runs) == ("<xml>41</xml>", ["ran"])
+    assert not [r for r in caplog.records if "unavailable" in r.getMessage()]
+
+
+def test_a_server_older_than_redis_7_gets_set_nx_and_get(
+    redis_proxy: RedisProxy, redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Given a server that refuses SET … NX … GET with a syntax error, as Redis 6 does
+    redis_proxy.older_server = True
+    dedup = _through(redis_proxy, redis_server)
+
+    # Then deliveries are deduplicated all the same, without a failure logged
+    assert dedup.once(f"{APPID}:msg:42", lambda: "<xml>42</xml>", binding=(f"{APPID}:sig:W", "sha256:w")) == (
+        "<xml>42</xml>"
+    )
+    other = StoreDeduplicator(dedup._records, key_prefix=dedup._prefix, expires_after_seconds=3600)
+    assert other.once(f"{APPID}:msg:42", never("ran twice")) == "<xml>42</xml>"
+    with pytest.raises(BindingRefused):
+        other.once(f"{APPID}:msg:43", never("a forged body ran"), binding=(f"{APPID}:sig:W", "sha256:x"))
+    assert not [r for r in caplog.records if r.levelname == "WARNING" and "dedup" in r.getMessage()]
+    assert dedup._records._set_get is False  # type: ignore[attr-defined]  # it did fall back
+
+
+def test_a_health_check_does_not_read_an_answer_owed_on_the_dedup_connection(
+    redis_proxy: RedisProxy, redis_server: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Given a REDIS_URL asking redis-py for health checks (a PING before a command on a
+    # connection idle longer than the interval), and an answer whose reply is still owed
+    dedup = _through(redis_proxy, redis_server, "?health_check_interval=1")
+    assert dedup.once(f"{APPID}:msg:44", lambda: "<xml>44</xml>") == "<xml>44</xml>"
+    time.sleep(1.2)  # past the interval: not a timing asserted, the condition for a PING
+
+    # Then the next delivery is deduplicated and answered, its replies read as its own
+    assert dedup.once(f"{APPID}:msg:45", lambda: "<xml>45</xml>") == "<xml>45</xml>"
+    other = StoreDeduplicator(dedup._records, key_prefix=dedup._prefix, expires_after_seconds=3600)
+    assert other.once(f"{APPID}:msg:44", never("ran twice")) == "<xml>44</xml>"
+    assert not [r for r in caplog.records if "unavailable" in r.getMessage()]
+
+
+def test_a_claim_that_fails_halfway_on_dynamodb_leaves_no_record_in_progress(
+    aws: AWS, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from botocore.exceptions import ReadTimeoutError
+
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", FUNCTION)
+    create_token_table(aws)
+    store = DynamoDBTokenStore(aws.client("dynamodb"), table=TOKEN_TABLE)
+    backend = store.dedup_backend()
+    dedup = store_deduplicator(backend, expires_after_seconds=3600)
+    dedup.register_context(FakeLambdaContext(function_name=FUNCTION, remaining_seconds=6))
+    binding_key = dedup._stored_key(f"{APPID}:sig:X")
+    failing = [True]
+
+    def binding_times_out(request: Any, **_: Any) -> None:
+        if failing[0] and binding_key.encode() in request.body:
+            raise ReadTimeoutError(endpoint_url="the binding's PutItem")
+
+    backend.records.client.meta.events.register("before-send.dynamodb", binding_times_out)  # type: ignore[attr-defined]
+
+    # When the binding's PutItem fails while the message's claim is written beside it
+    assert dedup.once(f"{APPID}:msg:46", lambda: "first", binding=(f"{APPID}:sig:X", "sha256:v")) == "first"
+
+    # Then the message was handled without dedup, and its claim was withdrawn: WeChat's retry
+    # is handled, not answered "success" for a claim nobody completes
+    failing[0] = False
+    item = aws.client("dynamodb").get_item(
+        TableName=TOKEN_TABLE, Key={"name": {"S": dedup._stored_key(f"{APPID}:msg:46")}}
+    )
+    assert "Item" not in item
+    assert dedup.once(f"{APPID}:msg:46", lambda: "retry", binding=(f"{APPID}:sig:X", "sha256:v")) == "retry"

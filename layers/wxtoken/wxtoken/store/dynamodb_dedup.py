@@ -13,6 +13,7 @@ allows (``dynamodb:LeadingKeys`` ``wxtoken-dedup#*`` on the token table).
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -79,15 +80,23 @@ class DynamoDBDedupRecords:
         if len(claims) < 2:
             return [self._claim(claim) for claim in claims]
         others = [_pool().submit(self._claim, claim) for claim in claims[1:]]
+        outcomes: list[DedupRecord | BaseException | None] = []
         try:
-            first = self._claim(claims[0])
-        finally:
-            # Every call ends before the claim does, whatever the first one's fate.
-            rest = [future.exception() or future.result() for future in others]
-        for outcome in rest:
-            if isinstance(outcome, BaseException):
-                raise outcome
-        return [first, *rest]  # type: ignore[list-item]
+            outcomes.append(self._claim(claims[0]))
+        except BaseException as exc:
+            outcomes.append(exc)
+        # Every call ends before the claim does, whatever the first one's fate.
+        outcomes += [future.exception() or future.result() for future in others]
+        failed = next((o for o in outcomes if isinstance(o, BaseException)), None)
+        if failed is None:
+            return outcomes  # type: ignore[return-value]
+        # The claim fails as a whole, and the caller handles the message without dedup: an
+        # in-progress record written beside the failure would answer its retries "success".
+        for claim, outcome in zip(claims, outcomes, strict=True):
+            if outcome is None and claim.answer is None:
+                with contextlib.suppress(StoreError):  # else it expires with this invocation
+                    self.release(claim.key)
+        raise failed
 
     def complete(self, key: str, answer: str, expires_at: int) -> None:
         self._call(

@@ -93,21 +93,40 @@ class RedisDedupRecords:
     def _claim_once(self, claims: list[DedupClaim]) -> list[tuple[bool, Any]]:
         """Per claim, ``(written, the value found)``, in one round trip: ``SET … NX GET``
         (Redis 7.0+, Valkey: writes, or returns what is there, atomically), else ``SET NX``
-        then ``GET`` (whose record may vanish in between)."""
+        then ``GET`` (whose record may vanish in between).
+
+        A value found that is byte for byte the one sent counts as written: this claim's own,
+        when a connection dropped after Redis ran the command and before its reply came, and
+        the exchange was sent again (an in-progress value holds its invocation's deadline in
+        milliseconds; a binding's, its content's digest, which is the same claim anyway).
+        """
+        values = [_value(claim) for claim in claims]
+        found: list[tuple[bool, Any] | None] = [None] * len(claims)
+        older = list(range(len(claims)))
         if self._set_get:
             commands: list[tuple[Any, ...]] = [
-                ("SET", c.key, _value(c), "NX", *self._expiry(c), "GET") for c in claims
+                ("SET", c.key, v, "NX", *self._expiry(c), "GET") for c, v in zip(claims, values, strict=True)
             ]
             replies = self._exchange(commands, "claim", refused_ok=_older_redis)
-            if not any(_older_redis(reply) for reply in replies):
-                return [(stored is None, stored) for stored in replies]
-            self._set_get = False  # an older server refused the combination; it wrote nothing
-        commands = []
-        for claim in claims:
-            commands.append(("SET", claim.key, _value(claim), "NX", *self._expiry(claim)))
-            commands.append(("GET", claim.key))
-        replies = self._exchange(commands, "claim")
-        return [(bool(replies[2 * n]), replies[2 * n + 1]) for n in range(len(claims))]
+            older = [n for n, reply in enumerate(replies) if _older_redis(reply)]
+            for n, stored in enumerate(replies):
+                if n not in older:
+                    found[n] = (stored is None or _same(stored, values[n]), stored)
+            if older:
+                # An older server refused the combination and wrote nothing; in a cluster
+                # being upgraded another node may have run it, so only these go again.
+                self._set_get = False
+        if older:
+            commands = []
+            for n in older:
+                claim = claims[n]
+                commands.append(("SET", claim.key, values[n], "NX", *self._expiry(claim)))
+                commands.append(("GET", claim.key))
+            replies = self._exchange(commands, "claim")
+            for position, n in enumerate(older):
+                written, stored = replies[2 * position], replies[2 * position + 1]
+                found[n] = (bool(written) or _same(stored, values[n]), stored)
+        return [entry for entry in found if entry is not None]
 
     def complete(self, key: str, answer: str, expires_at: int) -> None:
         command = ("SET", key, _completed(answer, expires_at), "EX", self._seconds_until(expires_at))
@@ -174,19 +193,22 @@ class _Channel:
         self._pool = pool
         self._connection: _Connection | None = None
         self._owed = 0
+        # The socket the replies are owed on: a connection redis-py opened anew owes nothing.
+        self._owed_on: Any = None
         self._lock = threading.Lock()
 
     def exchange(
         self, commands: list[tuple[Any, ...]], operation: str, refused_ok: Callable[[Any], bool]
     ) -> list[Any]:
         """The replies to ``commands``, after the replies owed. Sent again once on a
-        connection the server closed (a container thawed after minutes): it executed
-        nothing of what it never read."""
+        connection that failed (the server closed it while the container was frozen, most
+        often before the commands arrived; if they ran, a claim knows its own value)."""
         with self._lock:
             for attempt in (1, 2):
                 connection = self._connect(operation)
                 try:
-                    connection.send_packed_command([_packed(commands)])
+                    # No health check: its PING would read an owed reply as its own.
+                    connection.send_packed_command([_packed(commands)], check_health=False)
                     self._read_owed(connection)
                     replies = [_reply(connection) for _ in commands]
                     return _checked(replies, operation, refused_ok)
@@ -205,12 +227,14 @@ class _Channel:
             for attempt in (1, 2):
                 connection = self._connect("SET")
                 try:
-                    connection.send_packed_command([_packed([command])])
+                    connection.send_packed_command([_packed([command])], check_health=False)
                 except _REDIS_ERRORS as exc:
                     self._reset()
                     if attempt == 2:
                         raise _store_error("SET", exc) from None
                     continue
+                if connection._sock is not self._owed_on:
+                    self._owed, self._owed_on = 0, connection._sock
                 self._owed += 1
                 return
 
@@ -223,6 +247,8 @@ class _Channel:
         return self._connection
 
     def _read_owed(self, connection: _Connection) -> None:
+        if connection._sock is not self._owed_on:
+            self._owed = 0  # owed on a socket since closed: those replies went with it
         while self._owed:
             try:
                 connection.read_response()
@@ -234,7 +260,7 @@ class _Channel:
     def _reset(self) -> None:
         """Forgets the connection (closed: its owed replies are lost with it) and hands it
         back to the pool, which reconnects it when lent again."""
-        connection, self._connection, self._owed = self._connection, None, 0
+        connection, self._connection, self._owed, self._owed_on = self._connection, None, 0, None
         if connection is not None:
             connection.disconnect()
             self._pool.release(connection)
@@ -276,6 +302,11 @@ def _checked(replies: list[Any], operation: str, refused_ok: Callable[[Any], boo
 def _older_redis(reply: Any) -> bool:
     """The error of a server older than Redis 7.0 to ``SET … NX GET`` (NX and GET together)."""
     return isinstance(reply, ResponseError) and "syntax error" in str(reply).lower()
+
+
+def _same(stored: Any, value: str) -> bool:
+    """``stored`` (bytes, or str on a client that decodes) is ``value``."""
+    return bool(stored == value or stored == value.encode())
 
 
 def _value(claim: DedupClaim) -> str:
