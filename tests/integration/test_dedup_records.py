@@ -184,18 +184,23 @@ def test_a_signature_bound_to_one_body_refuses_another_before_the_handler_runs(b
     assert fresh.once(f"{APPID}:msg:5", never("ran twice"), binding=(f"{APPID}:sig:S", "sha256:a")) == "one"
 
 
+@pytest.fixture
+def on_token_table(aws: AWS, monkeypatch: pytest.MonkeyPatch) -> tuple[StoreDeduplicator, Any]:
+    """A deduplicator on the token table (TOKEN_STORE=dynamodb) and its boto3 client."""
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", FUNCTION)
+    create_token_table(aws)
+    backend = DynamoDBTokenStore(aws.client("dynamodb"), table=TOKEN_TABLE).dedup_backend()
+    dedup = store_deduplicator(backend, expires_after_seconds=3600)
+    return dedup, backend.records.client  # type: ignore[attr-defined]
+
+
 def test_a_first_delivery_with_its_binding_costs_three_dynamodb_calls_and_a_retry_none_more(
-    aws: AWS, monkeypatch: pytest.MonkeyPatch
+    on_token_table: tuple[StoreDeduplicator, Any],
 ) -> None:
     # powertools took four (two PutItem, two UpdateItem) and a GetItem per record found without
     # ALL_OLD; here the binding is one PutItem, the claim one, the answer one UpdateItem.
-    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", FUNCTION)
-    create_token_table(aws)
-    store = DynamoDBTokenStore(aws.client("dynamodb"), table=TOKEN_TABLE)
-    backend = store.dedup_backend()
-    dedup = store_deduplicator(backend, expires_after_seconds=3600)
+    dedup, client = on_token_table
     calls: list[str] = []
-    client = backend.records.client  # type: ignore[attr-defined]
     client.meta.events.register(
         "before-send.dynamodb",
         lambda request, **_: calls.append(request.headers["X-Amz-Target"].decode().split(".")[-1]),
@@ -292,17 +297,13 @@ def test_a_connection_closed_with_an_answer_owed_is_opened_again_for_the_next_cl
 
 
 def test_a_deliverys_binding_and_claim_are_sent_to_dynamodb_together(
-    aws: AWS, monkeypatch: pytest.MonkeyPatch
+    on_token_table: tuple[StoreDeduplicator, Any],
 ) -> None:
     # Both PutItems must be in flight at once: each waits at the barrier for the other (sent one
     # after the other, the first would wait alone and break it). A structure, not a timing.
     import threading
 
-    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", FUNCTION)
-    create_token_table(aws)
-    store = DynamoDBTokenStore(aws.client("dynamodb"), table=TOKEN_TABLE)
-    backend = store.dedup_backend()
-    dedup = store_deduplicator(backend, expires_after_seconds=3600)
+    dedup, client = on_token_table
     both_in_flight = threading.Barrier(2, timeout=5)
     met: list[bool] = []
 
@@ -311,7 +312,7 @@ def test_a_deliverys_binding_and_claim_are_sent_to_dynamodb_together(
             both_in_flight.wait()
             met.append(True)
 
-    backend.records.client.meta.events.register("before-send.dynamodb", meet)  # type: ignore[attr-defined]
+    client.meta.events.register("before-send.dynamodb", meet)
 
     assert dedup.once(f"{APPID}:msg:30", lambda: "a", binding=(f"{APPID}:sig:U", "sha256:y")) == "a"
     assert met == [True, True]
@@ -382,15 +383,11 @@ def test_a_health_check_does_not_read_an_answer_owed_on_the_dedup_connection(
 
 
 def test_a_claim_that_fails_halfway_on_dynamodb_leaves_no_record_in_progress(
-    aws: AWS, monkeypatch: pytest.MonkeyPatch
+    aws: AWS, on_token_table: tuple[StoreDeduplicator, Any]
 ) -> None:
     from botocore.exceptions import ReadTimeoutError
 
-    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", FUNCTION)
-    create_token_table(aws)
-    store = DynamoDBTokenStore(aws.client("dynamodb"), table=TOKEN_TABLE)
-    backend = store.dedup_backend()
-    dedup = store_deduplicator(backend, expires_after_seconds=3600)
+    dedup, client = on_token_table
     dedup.register_context(FakeLambdaContext(function_name=FUNCTION, remaining_seconds=6))
     binding_key = dedup._stored_key(f"{APPID}:sig:X")
     failing = [True]
@@ -399,7 +396,7 @@ def test_a_claim_that_fails_halfway_on_dynamodb_leaves_no_record_in_progress(
         if failing[0] and binding_key.encode() in request.body:
             raise ReadTimeoutError(endpoint_url="the binding's PutItem")
 
-    backend.records.client.meta.events.register("before-send.dynamodb", binding_times_out)  # type: ignore[attr-defined]
+    client.meta.events.register("before-send.dynamodb", binding_times_out)
 
     # When the binding's PutItem fails while the message's claim is written beside it
     assert dedup.once(f"{APPID}:msg:46", lambda: "first", binding=(f"{APPID}:sig:X", "sha256:v")) == "first"
