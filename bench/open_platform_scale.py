@@ -45,7 +45,7 @@ query; :func:`serve_indexed_moto` answers the index's queries from the matching 
 answers), without which the runs' queries timed out at 5,000. What is left is about 5 ms a
 request on moto (one request at a time, on a shared 2-vCPU machine): the first cycle at 5,000
 (import and 5,000 refreshes, 60,000 requests) takes about 8 minutes, every simulated minute
-after it about 4 s, so 24 hours take about 1.5 hours (``--hours 4``: about 25 minutes).
+after it about 2 s, so 24 hours took 56 minutes on a quiet machine (``--hours 4``: about 15).
 ``--save`` keeps the simulated day, ``--load`` prints its figures again.
 
     .venv/bin/python -m bench.open_platform_scale [--quick] [--authorizers N] [--hours H] [--save PATH]
@@ -362,6 +362,8 @@ class Day:
     missing_first_minutes: list[int] = field(default_factory=list)  # the import's first cycle
     calls_per_minute: list[Counter[str]] = field(default_factory=list)
     authorizer_calls: Counter[str] = field(default_factory=Counter)
+    # Refreshes that failed, by authorizer (the runs' reports): each is retried, a call more.
+    authorizer_failures: Counter[str] = field(default_factory=Counter)
     appids: list[str] = field(default_factory=list)
     metric_hours: dict[tuple[str, tuple[tuple[str, str], ...]], set[int]] = field(default_factory=dict)
     stored_bytes: int = 0
@@ -532,6 +534,9 @@ def simulate(services: Services, scale: Scale, *, seed: int = 13, progress: Any 
                 for key in emf_metrics(text):
                     day.metric_hours.setdefault(key, set()).add(minute // 60)
                 mine = report.platforms.get(COMPONENT, {})
+                day.authorizer_failures.update(
+                    failure["appid"] for failure in mine.get("failures", []) if failure.get("appid")
+                )
                 day.runs.append(
                     Run(
                         minute,
@@ -743,15 +748,22 @@ def figures_of(day: Day) -> list[Figure]:
     steady_calls = later / n * 24 * 60 / max(1, scale.minutes - day.first_cycle_minutes)
     per = [day.authorizer_calls[a] for a in day.appids]
     cycles = scale.minutes / 100
+    allowed = math.ceil(cycles) + 1
+    failures = getattr(day, "authorizer_failures", Counter())  # absent from days saved before
+    # A refresh that failed after its call (a store write timing out, say) is retried: a call
+    # more for that authorizer, and only for it.
+    over = [a for a in day.appids if day.authorizer_calls[a] > allowed + failures[a]]
     rows.append(
         Figure(
             f"6. platform, {n} authorizers, {hours:g} h: api_authorizer_token calls per authorizer",
             f"mean {statistics.mean(per):.2f}, max {max(per)}",
-            f"<= {math.ceil(cycles) + 1}",
-            max(per) <= math.ceil(cycles) + 1 and not never,
+            f"<= {allowed} + its failed refreshes",
+            not over and not never,
             f"{hours:g} h = {cycles:g} cycles of 100 minutes, plus the import's refresh; "
-            f"min {min(per)}; never refreshed: {len(never)}; after the first cycle "
-            f"{steady_calls:.1f} a day (24 h / 100 min = 14.4)",
+            f"min {min(per)}; never refreshed: {len(never)}; over {allowed}: "
+            f"{sum(1 for calls in per if calls > allowed)}; failed refreshes {sum(failures.values())} "
+            f"of {len(failures)} authorizers; over their allowance: {len(over)}; after the first "
+            f"cycle {steady_calls:.1f} a day (24 h / 100 min = 14.4)",
         )
     )
     per_minute = _minute_calls(day, "authorizer_token")
@@ -877,7 +889,7 @@ def measure(scale: Scale, progress: Any = None) -> Day:
 
 def figures(quick: bool = True) -> list[Figure]:
     """``make bench``'s rows: the quick scale unless ``quick`` is False (the full day takes
-    about 1.5 hours on moto: ``make bench-platform``)."""
+    about an hour on moto: ``make bench-platform``)."""
     return figures_of(measure(QUICK if quick else FULL, progress=sys.stderr))
 
 
