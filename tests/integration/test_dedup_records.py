@@ -48,19 +48,23 @@ class Backend:
             FakeLambdaContext(function_name=FUNCTION, remaining_seconds=remaining_seconds)
         )
 
-        # The previous version's function, at its qualified name (the DedupTable's key has it).
         def answer_once(*, delivery: dict[str, str], produce: Callable[[], str]) -> dict[str, str]:
             return {"answer": produce()}
 
+        wrapped = self.previous_version(answer_once, config)
+        assert wrapped(delivery={"key": key}, produce=lambda: answer) == {"answer": answer}
+
+    def previous_version(self, answer_once: Callable[..., Any], config: IdempotencyConfig) -> Any:
+        """``answer_once`` as the previous version's PowertoolsDeduplicator ran it: at its
+        qualified name (the DedupTable's key has it), under powertools Idempotency."""
         answer_once.__module__ = "wxtoken.webhook.dedup"
         answer_once.__qualname__ = "PowertoolsDeduplicator.__init__.<locals>.answer_once"
-        wrapped = idempotent_function(
+        return idempotent_function(
             data_keyword_argument="delivery",
             persistence_store=self.layer,
             config=config,
             key_prefix=self.key_prefix,
         )(answer_once)
-        assert wrapped(delivery={"key": key}, produce=lambda: answer) == {"answer": answer}
 
 
 @pytest.fixture(params=["redis", "redis-before-7", "redis-cluster", "token-table", "dedup-table"])
@@ -126,14 +130,7 @@ def test_the_previous_version_reads_the_answer_this_one_stored(backend: Backend)
     def answer_once(*, delivery: dict[str, str]) -> dict[str, str]:
         raise AssertionError("the handler ran twice across the deploy")
 
-    answer_once.__module__ = "wxtoken.webhook.dedup"
-    answer_once.__qualname__ = "PowertoolsDeduplicator.__init__.<locals>.answer_once"
-    wrapped = idempotent_function(
-        data_keyword_argument="delivery",
-        persistence_store=backend.layer,
-        config=config,
-        key_prefix=backend.key_prefix,
-    )(answer_once)
+    wrapped = backend.previous_version(answer_once, config)
     assert wrapped(delivery={"key": f"{APPID}:msg:2"}) == {"answer": "<xml>new</xml>"}
 
 

@@ -877,12 +877,16 @@ class PlatformRefresher:
         except DamagedRecordError:
             return None
 
-    def _read_refresh_token(self, appid: str) -> RefreshToken | None:
-        raw = self._read(appid, RecordName.AUTHORIZER_REFRESH_TOKEN)
+    def _read_as[R](self, appid: str, name: RecordName, parse: Callable[[dict[str, Any]], R]) -> R | None:
+        """``name``'s record parsed by ``parse``; ``None`` when there is none or it is damaged."""
+        raw = self._read(appid, name)
         try:
-            return RefreshToken.from_record(raw) if raw else None
+            return parse(raw) if raw else None
         except DamagedRecordError:
             return None
+
+    def _read_refresh_token(self, appid: str) -> RefreshToken | None:
+        return self._read_as(appid, RecordName.AUTHORIZER_REFRESH_TOKEN, RefreshToken.from_record)
 
     def read_component_of(self, appid: str) -> str | None:
         """The platform an authorizer authorized (``None``: not an authorizer we know)."""
@@ -890,18 +894,10 @@ class PlatformRefresher:
         return stored.component_appid if stored is not None else None
 
     def _read_schedule(self, appid: str) -> Schedule | None:
-        raw = self._read(appid, RecordName.REFRESH_SCHEDULE)
-        try:
-            return Schedule.from_record(raw) if raw else None
-        except DamagedRecordError:
-            return None
+        return self._read_as(appid, RecordName.REFRESH_SCHEDULE, Schedule.from_record)
 
     def _read_import(self, component_appid: str) -> AuthorizerImport | None:
-        raw = self._read(component_appid, RecordName.AUTHORIZER_IMPORT)
-        try:
-            return AuthorizerImport.from_record(raw) if raw else None
-        except DamagedRecordError:
-            return None
+        return self._read_as(component_appid, RecordName.AUTHORIZER_IMPORT, AuthorizerImport.from_record)
 
     def _write_import(
         self, component_appid: str, state: AuthorizerImport, previous: AuthorizerImport
