@@ -46,7 +46,7 @@ from wxtoken.errors import (
     UnknownAppError,
     WxTokenError,
 )
-from wxtoken.observability import WEBHOOK_REJECTED, count, logger, metrics, tracer
+from wxtoken.observability import WEBHOOK_REJECTED, count, inject_lambda_context, logger, metrics, tracer
 from wxtoken.webhook.wiring import WebhookRuntime, build_webhook_runtime
 
 if TYPE_CHECKING:
@@ -259,14 +259,19 @@ _ANSWERS: Final[Mapping[type, Callable[[WxTokenError, Mapping[str, Any]], dict[s
 )
 
 
-# Responses are not traced (they carry tokens). The correlation id is API Gateway's request id,
-# read from the event here: powertools' ``correlation_id_path`` runs a JMESPath query for the
-# same key on every request, 9 µs (bench/webhook_roundtrip.py --breakdown).
-@logger.inject_lambda_context(log_event=False)
+def _api_request_id(event: Mapping[str, Any]) -> str | None:
+    """The log lines' correlation id: API Gateway's request id, read from the event here
+    (powertools' ``correlation_id_path`` runs a JMESPath query for the same key on every
+    request, 9 µs; bench/webhook_roundtrip.py --breakdown)."""
+    request_context = event.get("requestContext") or {}
+    return request_context.get("requestId") if isinstance(request_context, dict) else None
+
+
+# Responses are not traced (they carry tokens).
+@inject_lambda_context(correlation_id=_api_request_id)
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics(capture_cold_start_metric=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    logger.set_correlation_id((event.get("requestContext") or {}).get("requestId"))
     route = _ROUTES.get(event.get("routeKey") or "")
     if route is None:
         return _not_found()

@@ -282,3 +282,59 @@ def test_decrypt_of_anything_returns_text_or_raises_malformed(crypto, data):
 def test_binascii_error_is_a_value_error():
     # decrypt() relies on it to fold bad base64 into MalformedMessage.
     assert issubclass(binascii.Error, ValueError)
+
+
+# --- the kept CBC contexts (MessageCrypto keeps one of each direction between calls) ----------
+def _fresh_encrypt(plaintext: str, random16: bytes) -> str:
+    """Tencent's algorithm with a context started for this one call, as the samples do."""
+    msg = plaintext.encode()
+    return _seal(_pad32(random16 + len(msg).to_bytes(4, "big") + msg + APPID.encode()))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    calls=st.lists(
+        st.tuples(
+            st.sampled_from(["encrypt", "decrypt", "garbage"]), _TEXTS, st.binary(min_size=16, max_size=16)
+        ),
+        min_size=1,
+        max_size=12,
+    )
+)
+def test_kept_contexts_give_what_a_fresh_context_gives_whatever_came_before(calls):
+    # Given one MessageCrypto used for a mix of calls, malformed ciphertexts among them
+    crypto = MessageCrypto(ENCODING_AES_KEY, APPID)
+    for kind, text, random16 in calls:
+        if kind == "encrypt":
+            # Then each encryption is byte for byte what a fresh CBC context makes
+            assert crypto.encrypt(text, random16=random16) == _fresh_encrypt(text, random16)
+        elif kind == "decrypt":
+            # And each decryption reads what a fresh context reads
+            sealed = _fresh_encrypt(text, random16)
+            assert crypto.decrypt(sealed) == text
+        else:
+            with pytest.raises(MalformedMessage):
+                crypto.decrypt(base64.b64encode(random16 * 2).decode())
+
+
+def test_replies_encrypted_with_drawn_random_bytes_decrypt_at_a_fresh_context(crypto):
+    # Given encryptions that draw their random bytes, one after another on kept contexts
+    for text in ["first", "second", "第三", "x" * 500]:
+        sealed = crypto.encrypt(text)
+        # Then WeChat's side, a fresh context with the IV, reads each one whole
+        plain = _unaes(sealed)
+        plain = plain[: -plain[-1]]
+        assert plain[16:20] == len(text.encode()).to_bytes(4, "big")
+        assert plain[20:].decode() == text + APPID
+
+
+def test_threads_sharing_one_crypto_each_get_their_own_message(crypto):
+    # Given 8 threads encrypting and decrypting on one MessageCrypto at once
+    from concurrent.futures import ThreadPoolExecutor
+
+    def round_trip(n: int) -> bool:
+        texts = [f"message {n}:{i}" for i in range(300)]
+        return all(crypto.decrypt(crypto.encrypt(text)) == text for text in texts)
+
+    with ThreadPoolExecutor(8) as pool:
+        assert all(pool.map(round_trip, range(8)))

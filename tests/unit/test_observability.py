@@ -286,3 +286,76 @@ def test_a_metric_with_a_dimension_named_service_or_too_many_is_dropped(capsys):
     put_metric("TokenRefreshed", MetricUnit.Count, 1, service="other")
     put_metric("TokenRefreshed", MetricUnit.Count, 1, **{f"d{i}": "x" for i in range(30)})
     assert emf_lines(capsys.readouterr().out) == []
+
+
+def test_a_total_that_overflows_is_dropped_never_written_as_infinity(capsys):
+    # Given counts whose sum is past a float's range, beside a good one
+    observability.count("DuplicateDelivery")
+    observability.count("WebhookRejected", 1e308)
+    observability.count("WebhookRejected", 1e308)
+
+    metrics.flush_metrics()
+
+    # Then nothing that is not JSON reaches CloudWatch (the invocation's line is dropped, warned)
+    def no_constant(name: str) -> None:
+        raise AssertionError(f"{name} is not JSON")
+
+    for line in capsys.readouterr().out.splitlines():
+        json.loads(line, parse_constant=no_constant)
+        assert "inf" not in line.lower()
+
+
+def test_a_count_by_a_value_that_is_not_a_string_is_the_same_as_by_its_text(capsys):
+    observability.count("WeChatApiError", ErrCode=40164)  # type: ignore[arg-type]
+    observability.count("WeChatApiError", ErrCode="40164")
+    observability.count("WeChatApiError", ErrCode=40164)  # type: ignore[arg-type]
+    metrics.flush_metrics()
+    [line] = emf_lines(capsys.readouterr().out)
+    assert (line["ErrCode"], line["WeChatApiError"]) == ("40164", [3.0])
+
+
+def test_the_handlers_log_keys_are_powertools_key_for_key(monkeypatch):
+    # Given one handler under powertools' decorator and one under wxtoken's, logging alike
+    import aws_lambda_powertools.logging.logger as powertools_logger
+
+    from tests.fixtures.lambda_context import FakeLambdaContext
+
+    logger = observability.logger
+
+    @logger.inject_lambda_context(log_event=False)
+    def theirs(event, context):
+        logger.set_correlation_id(event["requestContext"]["requestId"])
+        logger.info("hello")
+
+    @observability.inject_lambda_context(correlation_id=lambda event: event["requestContext"]["requestId"])
+    def ours(event, context):
+        logger.info("hello")
+
+    context = FakeLambdaContext(function_name="wxtoken-webhook")
+    stream = io.StringIO()
+    monkeypatch.setattr(logger.registered_handler, "stream", stream)
+    monkeypatch.setattr(powertools_logger, "is_cold_start", True)
+    monkeypatch.setattr(observability, "_first_invocation", True)
+
+    def logged(handler, request_id: str) -> dict:
+        stream.seek(0)
+        stream.truncate()
+        handler({"requestContext": {"requestId": request_id}}, context)
+        line = json.loads(stream.getvalue())
+        line.pop("timestamp"), line.pop("location")  # when and where: not the keys
+        return line
+
+    try:
+        # When each is invoked cold, then warm
+        cold = [logged(theirs, "r-1"), logged(ours, "r-1")]
+        warm = [logged(theirs, "r-2"), logged(ours, "r-2")]
+    finally:
+        logger.remove_keys(["correlation_id", "cold_start", "function_request_id"])
+
+    # Then their lines are the same, key for key and in the same order
+    assert cold[0]["cold_start"] is True
+    assert cold[0]["correlation_id"] == "r-1"
+    assert list(cold[0].items()) == list(cold[1].items())
+    assert warm[0]["cold_start"] is False
+    assert warm[0]["function_request_id"] == context.aws_request_id
+    assert list(warm[0].items()) == list(warm[1].items())

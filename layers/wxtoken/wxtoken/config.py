@@ -210,6 +210,9 @@ class ObservabilitySettings:
     # a month, prorated by the hours it is sent: per app that is USD 0.60 a month, which the
     # template's PerAppMetrics parameter opts into. Failures keep their appid either way.
     per_app_metrics: bool = False
+    # Lambda's AWS_LAMBDA_INITIALIZATION_TYPE: a provisioned-concurrency container's first
+    # invocation is no cold start (powertools' Logger reads it the same way)
+    provisioned_concurrency: bool = False
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ObservabilitySettings:
@@ -219,6 +222,7 @@ class ObservabilitySettings:
             service=env.get("POWERTOOLS_SERVICE_NAME", "").strip() or _DEFAULT_SERVICE,
             tracing=env.get("WXTOKEN_TRACING", "").strip().lower() in _TRUE,
             per_app_metrics=env.get("WXTOKEN_PER_APP_METRICS", "").strip().lower() in _TRUE,
+            provisioned_concurrency=env.get("AWS_LAMBDA_INITIALIZATION_TYPE") == "provisioned-concurrency",
         )
 
 

@@ -33,6 +33,7 @@ dropped with a warning.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -40,7 +41,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, Final, Protocol, cast, overload
+from typing import Any, Concatenate, Final, Protocol, cast, overload
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
@@ -169,13 +170,27 @@ def _check_finite(value: float) -> None:
 
 def _metrics_disabled() -> bool:
     """powertools' ``is_metrics_disabled`` (metrics/functions.py), rule for rule, read straight
-    from ``os.environ``: theirs costs 4 µs a call (three ``os.getenv``), twice per webhook
-    request before this (bench/webhook_roundtrip.py --breakdown)."""
+    from ``os.environ`` at every flush (tests and benchmarks switch it at run time), its verdict
+    kept per pair of raw values: theirs costs 4 µs a call (three ``os.getenv``), and parsing
+    the two values each time 2 µs of a webhook request (bench/webhook_roundtrip.py
+    --breakdown), where reading them and looking the pair up costs 0.5."""
     environ = os.environ
-    dev = strtobool(environ.get("POWERTOOLS_DEV", "false"))
-    raw = environ.get("POWERTOOLS_METRICS_DISABLED")
+    raw = (environ.get("POWERTOOLS_DEV"), environ.get("POWERTOOLS_METRICS_DISABLED"))
+    disabled = _DISABLED_BY_ENVIRONMENT.get(raw)
+    if disabled is None:
+        disabled = _DISABLED_BY_ENVIRONMENT[raw] = _disabled_by(*raw)  # strtobool's errors propagate
+    return disabled
+
+
+def _disabled_by(dev: str | None, raw: str | None) -> bool:
+    developing = strtobool(dev if dev is not None else "false")
     disabled = strtobool(raw if raw is not None else "false")
-    return disabled or (dev and raw is None)
+    return disabled or (developing and raw is None)
+
+
+# Few pairs are ever seen (the environment's, and what tests switch to): no bound needed
+# beyond the values' own variety, which an operator sets.
+_DISABLED_BY_ENVIRONMENT: dict[tuple[str | None, str | None], bool] = {}
 
 
 class _Group:
@@ -286,14 +301,15 @@ def _emf_lines(groups: list[_Group], timestamp: int) -> str:
 _CountKey = tuple[str, _Dimensions]
 # A flush of counts alone (a webhook invocation: WebhookMessage by MsgType, now and then a
 # ColdStart) has the same few sets of names and dimensions every time: each set's documents
-# are packed and serialised once, and a flush fills in the timestamp and the totals. Packing
-# and serialising anew cost 15-25 µs of a 200 µs request (bench/webhook_roundtrip.py
-# --breakdown). Per set: each document's text after the timestamp up to its totals, and the
-# totals' JSON names with the counts they are read from.
-_COUNT_TEMPLATES: dict[tuple[_CountKey, ...], list[tuple[str, list[tuple[str, _CountKey]]]]] = {}
+# are packed and serialised once, as a %-format that a flush fills with the timestamp and the
+# totals. Packing and serialising anew cost 15-25 µs of a 200 µs request, and filling the
+# pieces in with f-strings and the JSON encoder 2.8 µs where the format takes 1
+# (bench/webhook_roundtrip.py --breakdown). Per set: each document's format, and the counts
+# its totals are read from, in order.
+_COUNT_TEMPLATES: dict[tuple[_CountKey, ...], list[tuple[str, tuple[_CountKey, ...]]]] = {}
 
 
-def _count_templates(keys: tuple[_CountKey, ...]) -> list[tuple[str, list[tuple[str, _CountKey]]]]:
+def _count_templates(keys: tuple[_CountKey, ...]) -> list[tuple[str, tuple[_CountKey, ...]]]:
     templates = _COUNT_TEMPLATES.get(keys)
     if templates is None:
         groups: dict[_Dimensions, _Group] = {}
@@ -310,7 +326,11 @@ def _count_templates(keys: tuple[_CountKey, ...]) -> list[tuple[str, list[tuple[
                 for group in members
                 for name in group.metrics
             ]
-            templates.append((middle, totals))
+            text = '{"_aws":{"Timestamp":\0' + middle + ",".join(f"{name}:[\0]" for name, _ in totals)
+            text += f',"service":{_SERVICE_JSON}}}\n'
+            # Every "%" of the names and labels escaped; the placeholders are the NULs (JSON
+            # writes a NUL in a string as \u0000, so none is there otherwise).
+            templates.append((text.replace("%", "%%").replace("\0", "%s"), tuple(key for _, key in totals)))
         if len(_COUNT_TEMPLATES) >= _DIRECTIVES_KEPT:
             _COUNT_TEMPLATES.clear()
         _COUNT_TEMPLATES[keys] = templates
@@ -318,13 +338,20 @@ def _count_templates(keys: tuple[_CountKey, ...]) -> list[tuple[str, list[tuple[
 
 
 def _count_lines(counts: dict[_CountKey, float], timestamp: int) -> str:
-    """What :func:`_emf_lines` writes for these counts, from the cached templates."""
+    """What :func:`_emf_lines` writes for these counts, from the cached templates. A total is
+    written as JSON writes a float (its ``repr``); one that is not finite (a sum that
+    overflowed) raises ``ValueError``, as the encoder does, and the flush drops the line."""
     return "".join(
-        f'{{"_aws":{{"Timestamp":{timestamp}{middle}'
-        + ",".join(f"{name}:[{_ENCODER.encode(float(counts[key]))}]" for name, key in totals)
-        + f',"service":{_SERVICE_JSON}}}\n'
-        for middle, totals in _count_templates(tuple(counts))
+        template % (timestamp, *[_json_float(counts[key]) for key in keys])
+        for template, keys in _count_templates(tuple(counts))
     )
+
+
+def _json_float(value: float) -> str:
+    number = float(value)
+    if not math.isfinite(number):
+        raise ValueError(f"metric value must be finite, got {number}")
+    return repr(number)
 
 
 def _write(text: str) -> None:
@@ -448,13 +475,36 @@ def count(name: str, n: float = 1, **dimensions: str) -> None:
     """Add ``n`` to a Count, by ``dimensions`` if given, written at the next flush (cheap: no
     I/O). A bad name or dimension is dropped with a warning, never raised."""
     try:
-        key = _dimensions(dimensions) if dimensions else ()
-        _check_name(name, key)
+        key = _count_key(name, dimensions)
         _check_finite(n)
     except ValueError as exc:  # dropped here, so it cannot spoil the invocation's document
         logger.warning("metric dropped", extra={"metric": name, "error": str(exc)})
         return
     _provider.count(name, n, key)
+
+
+def _count_key(name: str, dimensions: dict[str, Any]) -> _Dimensions:
+    """``dimensions`` checked and sorted for ``name``, the verdict kept per (name, dimensions as
+    given): the same few are counted on every request (a webhook message by ``MsgType``), and
+    checking them anew cost 1.5 µs of a request (bench/webhook_roundtrip.py --breakdown)."""
+    try:
+        seen = (name, *dimensions.items())
+        key = _COUNT_KEYS.get(seen)
+    except TypeError:  # a dimension value that cannot be hashed: checked, not kept
+        seen, key = None, None
+    if key is None:
+        key = _dimensions(dimensions) if dimensions else ()
+        _check_name(name, key)
+        # Kept for str values only: nothing else equals one, so a 1 is never read as a "1" kept.
+        if seen is not None and all(type(value) is str for value in dimensions.values()):
+            if len(_COUNT_KEYS) >= _COUNT_KEYS_KEPT:  # per-app counts are many: keep it bounded
+                _COUNT_KEYS.clear()
+            _COUNT_KEYS[seen] = key
+    return key
+
+
+_COUNT_KEYS: dict[tuple[Any, ...], _Dimensions] = {}
+_COUNT_KEYS_KEPT = 1024
 
 
 def record(name: str, unit: MetricUnit, value: float) -> None:
@@ -466,6 +516,49 @@ def record(name: str, unit: MetricUnit, value: float) -> None:
         logger.warning("metric dropped", extra={"metric": name, "error": str(exc)})
         return
     _provider.record(name, unit, value, ())
+
+
+# --- the handler's log keys ------------------------------------------------------------------
+type _Handler[**P, R] = Callable[Concatenate[Any, LambdaContext, P], R]
+_first_invocation = not _SETTINGS.provisioned_concurrency
+
+
+def inject_lambda_context[**P, R](
+    *, correlation_id: Callable[[Any], str | None] | None = None
+) -> Callable[[_Handler[P, R]], _Handler[P, R]]:
+    """What powertools' ``@logger.inject_lambda_context(log_event=False)`` adds to every log
+    line of an invocation — ``cold_start``, ``function_name``, ``function_memory_size``,
+    ``function_arn``, ``function_request_id`` — and ``correlation_id`` when given a function
+    that reads it from the event, in one ``append_keys``.
+
+    Written here for a measured reason: powertools' decorator builds a context model, reads
+    ``AWS_LAMBDA_INITIALIZATION_TYPE`` and resolves its options on every invocation, 4.2 µs,
+    and ``set_correlation_id`` after it another 0.8, where this takes 1.2 — of a webhook
+    request that has 43 µs to match wechatpy twice over (bench/webhook_roundtrip.py
+    --breakdown). The keys and their values are powertools', key for key
+    (tests/unit/test_observability.py compares the log lines of both).
+    """
+
+    def decorate(handler: _Handler[P, R]) -> _Handler[P, R]:
+        @functools.wraps(handler)
+        def with_context_keys(event: Any, context: LambdaContext, /, *args: P.args, **kwargs: P.kwargs) -> R:
+            global _first_invocation
+            cold_start, _first_invocation = _first_invocation, False
+            keys: dict[str, Any] = {
+                "cold_start": cold_start,
+                "function_name": context.function_name,
+                "function_memory_size": context.memory_limit_in_mb,
+                "function_arn": context.invoked_function_arn,
+                "function_request_id": context.aws_request_id,
+            }
+            if correlation_id is not None:
+                keys["correlation_id"] = correlation_id(event)
+            logger.append_keys(**keys)
+            return handler(event, context, *args, **kwargs)
+
+        return with_context_keys
+
+    return decorate
 
 
 # --- tracing -------------------------------------------------------------------------------
