@@ -126,7 +126,7 @@ class Bench:
         from defusedxml.ElementTree import fromstring
 
         import wxtoken.webhook.pipeline as webhook_module
-        from wxtoken.observability import logger
+        from wxtoken.observability import logger, set_metrics_disabled
         from wxtoken.wechat.messages import parse_encrypted_envelope, parse_message
 
         call_within = webhook_module.call_within  # type: ignore[attr-defined]
@@ -137,10 +137,7 @@ class Bench:
             def before() -> None:
                 logger.setLevel(level)
                 setattr(webhook_module, "call_within", _direct_call if inline else call_within)  # noqa: B010
-                if metrics:
-                    os.environ.pop("POWERTOOLS_METRICS_DISABLED", None)
-                else:
-                    os.environ["POWERTOOLS_METRICS_DISABLED"] = "true"
+                set_metrics_disabled(not metrics)
 
             return before
 

@@ -17,7 +17,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from wxtoken.config import Settings
 from wxtoken.deadline import Deadline
 from wxtoken.errors import RefreshFailedError
-from wxtoken.observability import inject_lambda_context, logger, metrics, tracer
+from wxtoken.observability import logger, observed_handler
 from wxtoken.refresh import Refresher
 from wxtoken.refresh.events import parse_refresh_event
 from wxtoken.refresh.wiring import build_refresher
@@ -29,9 +29,7 @@ def refresher() -> Refresher:
     return build_refresher(Settings.from_env())
 
 
-@inject_lambda_context()  # never logs the event: events can carry a rejected token
-@tracer.capture_lambda_handler(capture_response=False)
-@metrics.log_metrics(capture_cold_start_metric=True)
+@observed_handler()  # never logs the event (events can carry a rejected token), nor traces the response
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     request = parse_refresh_event(event)
     report = refresher().run(request, Deadline.from_context(context))

@@ -46,7 +46,7 @@ from wxtoken.errors import (
     UnknownAppError,
     WxTokenError,
 )
-from wxtoken.observability import WEBHOOK_REJECTED, count, inject_lambda_context, logger, metrics, tracer
+from wxtoken.observability import WEBHOOK_REJECTED, count, logger, observed_handler
 from wxtoken.webhook.wiring import WebhookRuntime, build_webhook_runtime
 
 if TYPE_CHECKING:
@@ -93,10 +93,10 @@ def verify_url(path: Mapping[str, str], event: dict[str, Any], context: LambdaCo
 def receive(path: Mapping[str, str], event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     # Here rather than in lambda_handler's own body: building the runtime can fail (a dead
     # Secrets Manager on a cold start), and only inside a route does that become a 503.
-    runtime().register_context(context)
-    answer = runtime().webhook.receive(
-        path.get("appid") or "", event.get("queryStringParameters") or {}, _body(event)
-    )
+    built = runtime()
+    built.register_context(context)
+    query = event.get("queryStringParameters") or {}
+    answer = built.webhook.receive(path.get("appid") or "", query, _body(event))
     return _response(200, answer.content_type, answer.body)
 
 
@@ -267,10 +267,8 @@ def _api_request_id(event: Mapping[str, Any]) -> str | None:
     return request_context.get("requestId") if isinstance(request_context, dict) else None
 
 
-# Responses are not traced (they carry tokens).
-@inject_lambda_context(correlation_id=_api_request_id)
-@tracer.capture_lambda_handler(capture_response=False)
-@metrics.log_metrics(capture_cold_start_metric=True)
+# Logs, metrics and (when on) tracing; responses are not traced (they carry tokens).
+@observed_handler(correlation_id=_api_request_id)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     route = _ROUTES.get(event.get("routeKey") or "")
     if route is None:

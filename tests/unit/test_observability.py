@@ -206,6 +206,44 @@ def test_a_cold_start_without_a_function_name_writes_no_empty_dimension(capsys):
     assert line["WebhookMessage"] == [1.0]
 
 
+@pytest.mark.parametrize("fails", [False, True], ids=["returns", "raises"])
+def test_the_observed_handler_writes_what_powertools_log_metrics_writes(capsys, fails):
+    # Given the same cold handler under powertools' log_metrics and under wxtoken's wrapper
+    from aws_lambda_powertools.metrics.provider import cold_start
+
+    from tests.fixtures.lambda_context import FakeLambdaContext
+
+    def work(event, context):
+        observability.count("WebhookMessage", MsgType="text")
+        if fails:
+            raise RuntimeError("the handler failed")
+        return "ok"
+
+    theirs = metrics.log_metrics(capture_cold_start_metric=True)(work)
+    ours = observability.observed_handler()(work)
+    context = FakeLambdaContext(function_name="wxtoken-webhook")
+
+    def written(handler) -> list[dict]:
+        cold_start.is_cold_start = True
+        try:
+            handler({}, context)
+        except RuntimeError:
+            assert fails
+        finally:
+            cold_start.is_cold_start = False
+        lines = emf_lines(capsys.readouterr().out)
+        for line in lines:
+            line["_aws"].pop("Timestamp")
+        return lines
+
+    # Then both write the same document: ColdStart only when the first invocation returns,
+    # and the invocation's counts either way
+    [line] = written(theirs)
+    assert written(ours) == [line]
+    assert ("ColdStart" in line) is not fails
+    assert line["WebhookMessage"] == [1.0]
+
+
 def test_a_flush_with_nothing_to_say_writes_nothing(capsys, recwarn):
     metrics.flush_metrics()
     assert capsys.readouterr().out == ""
@@ -218,11 +256,40 @@ def test_a_metric_that_cannot_be_written_is_dropped_not_raised(capsys):
 
 
 def test_metrics_can_be_turned_off(capsys, monkeypatch):
-    monkeypatch.setenv("POWERTOOLS_METRICS_DISABLED", "true")
+    monkeypatch.setattr(observability, "_metrics_off", False)
+    observability.set_metrics_disabled(True)
     put_metric("TokenRefreshed", MetricUnit.Count, 1, appid="wx1")
     observability.count("TokenCacheHit")
     metrics.flush_metrics()
     assert capsys.readouterr().out == ""
+
+
+@pytest.mark.parametrize(
+    ("environment", "disabled"),
+    [
+        ({}, False),
+        ({"POWERTOOLS_METRICS_DISABLED": "true"}, True),
+        ({"POWERTOOLS_METRICS_DISABLED": "1"}, True),
+        ({"POWERTOOLS_METRICS_DISABLED": "false"}, False),
+        ({"POWERTOOLS_DEV": "true"}, True),
+        ({"POWERTOOLS_DEV": "true", "POWERTOOLS_METRICS_DISABLED": "false"}, False),
+        ({"POWERTOOLS_DEV": "false"}, False),
+        ({"POWERTOOLS_METRICS_DISABLED": "maybe"}, False),  # powertools would raise at every flush
+    ],
+)
+def test_metrics_are_off_by_powertools_rule(environment, disabled):
+    from aws_lambda_powertools.metrics.functions import is_metrics_disabled
+
+    from wxtoken.config import ObservabilitySettings
+
+    assert ObservabilitySettings.from_env(environment).metrics_disabled is disabled
+    if "maybe" not in environment.values():
+        with pytest.MonkeyPatch.context() as patch:
+            for name in ("POWERTOOLS_DEV", "POWERTOOLS_METRICS_DISABLED"):
+                patch.delenv(name, raising=False)
+            for name, value in environment.items():
+                patch.setenv(name, value)
+            assert is_metrics_disabled() is disabled
 
 
 def run_python(code: str, **env: str) -> subprocess.CompletedProcess[str]:
@@ -327,7 +394,7 @@ def test_the_handlers_log_keys_are_powertools_key_for_key(monkeypatch):
         logger.set_correlation_id(event["requestContext"]["requestId"])
         logger.info("hello")
 
-    @observability.inject_lambda_context(correlation_id=lambda event: event["requestContext"]["requestId"])
+    @observability.observed_handler(correlation_id=lambda event: event["requestContext"]["requestId"])
     def ours(event, context):
         logger.info("hello")
 

@@ -187,3 +187,26 @@ def test_any_text_round_trips_through_render_and_parse(content, user):
     assert fields["Content"] == "".join(c for c in content if _legal_xml_char(c))
     assert fields["ToUserName"] == "".join(c for c in user if _legal_xml_char(c))
     assert fields["MsgType"] == "text"
+
+
+def test_a_reply_type_whose_msg_type_is_not_a_wechat_word_is_refused_at_its_definition():
+    from typing import ClassVar
+
+    from wxtoken.wechat.replies import Reply
+
+    with pytest.raises(TypeError, match="msg_type"):
+
+        class Sneaky(Reply):
+            msg_type: ClassVar[str] = "text]]><Injected>"
+
+            def _body(self) -> str:
+                return ""
+
+
+@pytest.mark.parametrize(
+    ("field", "value"), [("encrypt", "a]]>b"), ("signature", "f\r0"), ("nonce", "1<2")], ids=str
+)
+def test_an_envelope_value_outside_its_alphabet_is_refused(field, value):
+    values = {"encrypt": "abc+/=", "signature": "f" * 40, "timestamp": "1409304348", "nonce": "123"}
+    with pytest.raises(ValueError, match="base64"):
+        encrypted_reply(**{**values, field: value})

@@ -51,6 +51,40 @@ def test_a_two_argument_handler_gets_the_context():
         router.dispatch(message)
 
 
+def test_a_lazy_dispatch_builds_the_context_only_for_a_handler_that_takes_one():
+    # Given one handler with a context and one without, dispatched with a context builder
+    router = MessageRouter()
+    built: list[HandlerContext] = []
+
+    @router.message("text")
+    def echo(message: TextMessage) -> Reply | None:
+        return TextReply(message.content)
+
+    @router.event("subscribe")
+    def welcome(event: Any, context: HandlerContext) -> Reply | None:
+        return TextReply(f"welcome to {context.appid}")
+
+    def build(message: Message) -> Any:
+        def context() -> HandlerContext:
+            built.append(_context(message))
+            return built[-1]
+
+        return context
+
+    # When a text message and a subscribe event arrive
+    text = parse_message(TEXT)
+    subscribe = parse_message(
+        b"<xml><ToUserName>gh_account</ToUserName><FromUserName>oUSER</FromUserName>"
+        b"<CreateTime>1700000000</CreateTime><MsgType>event</MsgType><Event>subscribe</Event></xml>"
+    )
+
+    # Then the text's handler ran without one being built, and the event's got the one built
+    assert router.dispatch_lazily(text, build(text)) == TextReply("hi")
+    assert built == []
+    assert router.dispatch_lazily(subscribe, build(subscribe)) == TextReply("welcome to wx1111111111111111")
+    assert len(built) == 1
+
+
 def test_the_default_handler_may_take_a_context_too():
     router = MessageRouter()
     seen: list[HandlerContext] = []

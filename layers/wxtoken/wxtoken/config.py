@@ -213,6 +213,10 @@ class ObservabilitySettings:
     # Lambda's AWS_LAMBDA_INITIALIZATION_TYPE: a provisioned-concurrency container's first
     # invocation is no cold start (powertools' Logger reads it the same way)
     provisioned_concurrency: bool = False
+    # powertools' POWERTOOLS_METRICS_DISABLED, and POWERTOOLS_DEV when that is unset: no EMF
+    # line is written (powertools' rule, metrics/functions.py; a value it cannot read leaves
+    # metrics on, where powertools would raise at every flush)
+    metrics_disabled: bool = False
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> ObservabilitySettings:
@@ -223,7 +227,15 @@ class ObservabilitySettings:
             tracing=env.get("WXTOKEN_TRACING", "").strip().lower() in _TRUE,
             per_app_metrics=env.get("WXTOKEN_PER_APP_METRICS", "").strip().lower() in _TRUE,
             provisioned_concurrency=env.get("AWS_LAMBDA_INITIALIZATION_TYPE") == "provisioned-concurrency",
+            metrics_disabled=_metrics_disabled(env),
         )
+
+
+def _metrics_disabled(env: Mapping[str, str]) -> bool:
+    raw = env.get("POWERTOOLS_METRICS_DISABLED")
+    if raw is not None:
+        return raw.strip().lower() in _TRUE | {"y", "t"}
+    return env.get("POWERTOOLS_DEV", "").strip().lower() in _TRUE | {"y", "t"}
 
 
 def _enum[E: StrEnum](env: Mapping[str, str], name: str, kind: type[E], default: E) -> E:

@@ -36,7 +36,6 @@ from __future__ import annotations
 import functools
 import json
 import math
-import os
 import sys
 import threading
 import time
@@ -46,8 +45,8 @@ from typing import Any, Concatenate, Final, Protocol, cast, overload
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.metrics.functions import resolve_cold_start_function_name
+from aws_lambda_powertools.metrics.provider import cold_start as metrics_cold_start
 from aws_lambda_powertools.metrics.provider.cloudwatch_emf.cloudwatch import AmazonCloudWatchEMFProvider
-from aws_lambda_powertools.shared.functions import strtobool
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from wxtoken.config import ObservabilitySettings
@@ -169,28 +168,22 @@ def _check_finite(value: float) -> None:
 
 
 def _metrics_disabled() -> bool:
-    """powertools' ``is_metrics_disabled`` (metrics/functions.py), rule for rule, read straight
-    from ``os.environ`` at every flush (tests and benchmarks switch it at run time), its verdict
-    kept per pair of raw values: theirs costs 4 µs a call (three ``os.getenv``), and parsing
-    the two values each time 2 µs of a webhook request (bench/webhook_roundtrip.py
-    --breakdown), where reading them and looking the pair up costs 0.5."""
-    environ = os.environ
-    raw = (environ.get("POWERTOOLS_DEV"), environ.get("POWERTOOLS_METRICS_DISABLED"))
-    disabled = _DISABLED_BY_ENVIRONMENT.get(raw)
-    if disabled is None:
-        disabled = _DISABLED_BY_ENVIRONMENT[raw] = _disabled_by(*raw)  # strtobool's errors propagate
-    return disabled
+    """Whether EMF lines are off: powertools' ``is_metrics_disabled`` rule (metrics/functions.py),
+    read once with the other settings. powertools reads the environment at every flush, 4 µs
+    (three ``os.getenv``), and reading it here even without them cost 1.7 µs of a webhook
+    request (bench/webhook_roundtrip.py --breakdown); a container's environment does not
+    change. Tests switch it with :func:`set_metrics_disabled`."""
+    return _metrics_off
 
 
-def _disabled_by(dev: str | None, raw: str | None) -> bool:
-    developing = strtobool(dev if dev is not None else "false")
-    disabled = strtobool(raw if raw is not None else "false")
-    return disabled or (developing and raw is None)
+_metrics_off = _SETTINGS.metrics_disabled
 
 
-# Few pairs are ever seen (the environment's, and what tests switch to): no bound needed
-# beyond the values' own variety, which an operator sets.
-_DISABLED_BY_ENVIRONMENT: dict[tuple[str | None, str | None], bool] = {}
+def set_metrics_disabled(disabled: bool) -> None:
+    """Turn EMF lines off (or back on) in this process, as ``POWERTOOLS_METRICS_DISABLED`` does
+    at a container's start."""
+    global _metrics_off
+    _metrics_off = disabled
 
 
 class _Group:
@@ -341,9 +334,12 @@ def _count_lines(counts: dict[_CountKey, float], timestamp: int) -> str:
     """What :func:`_emf_lines` writes for these counts, from the cached templates. A total is
     written as JSON writes a float (its ``repr``); one that is not finite (a sum that
     overflowed) raises ``ValueError``, as the encoder does, and the flush drops the line."""
+    templates = _count_templates(tuple(counts))
+    if len(templates) == 1:  # the usual flush: one document (no generator to join)
+        template, keys = templates[0]
+        return template % (timestamp, *[_json_float(counts[key]) for key in keys])
     return "".join(
-        template % (timestamp, *[_json_float(counts[key]) for key in keys])
-        for template, keys in _count_templates(tuple(counts))
+        template % (timestamp, *[_json_float(counts[key]) for key in keys]) for template, keys in templates
     )
 
 
@@ -518,49 +514,6 @@ def record(name: str, unit: MetricUnit, value: float) -> None:
     _provider.record(name, unit, value, ())
 
 
-# --- the handler's log keys ------------------------------------------------------------------
-type _Handler[**P, R] = Callable[Concatenate[Any, LambdaContext, P], R]
-_first_invocation = not _SETTINGS.provisioned_concurrency
-
-
-def inject_lambda_context[**P, R](
-    *, correlation_id: Callable[[Any], str | None] | None = None
-) -> Callable[[_Handler[P, R]], _Handler[P, R]]:
-    """What powertools' ``@logger.inject_lambda_context(log_event=False)`` adds to every log
-    line of an invocation — ``cold_start``, ``function_name``, ``function_memory_size``,
-    ``function_arn``, ``function_request_id`` — and ``correlation_id`` when given a function
-    that reads it from the event, in one ``append_keys``.
-
-    Written here for a measured reason: powertools' decorator builds a context model, reads
-    ``AWS_LAMBDA_INITIALIZATION_TYPE`` and resolves its options on every invocation, 4.2 µs,
-    and ``set_correlation_id`` after it another 0.8, where this takes 1.2 — of a webhook
-    request that has 43 µs to match wechatpy twice over (bench/webhook_roundtrip.py
-    --breakdown). The keys and their values are powertools', key for key
-    (tests/unit/test_observability.py compares the log lines of both).
-    """
-
-    def decorate(handler: _Handler[P, R]) -> _Handler[P, R]:
-        @functools.wraps(handler)
-        def with_context_keys(event: Any, context: LambdaContext, /, *args: P.args, **kwargs: P.kwargs) -> R:
-            global _first_invocation
-            cold_start, _first_invocation = _first_invocation, False
-            keys: dict[str, Any] = {
-                "cold_start": cold_start,
-                "function_name": context.function_name,
-                "function_memory_size": context.memory_limit_in_mb,
-                "function_arn": context.invoked_function_arn,
-                "function_request_id": context.aws_request_id,
-            }
-            if correlation_id is not None:
-                keys["correlation_id"] = correlation_id(event)
-            logger.append_keys(**keys)
-            return handler(event, context, *args, **kwargs)
-
-        return with_context_keys
-
-    return decorate
-
-
 # --- tracing -------------------------------------------------------------------------------
 class TracerAPI(Protocol):
     """What wxtoken uses of powertools' ``Tracer``; decorators keep the decorated signature."""
@@ -627,3 +580,64 @@ def _build_tracer() -> TracerAPI:
 
 tracer: TracerAPI = _build_tracer()
 """``@tracer.capture_lambda_handler(capture_response=False)``, ``@tracer.capture_method(...)``."""
+
+
+# --- the handler ---------------------------------------------------------------------------
+type _Handler[**P, R] = Callable[Concatenate[Any, LambdaContext, P], R]
+_first_invocation = not _SETTINGS.provisioned_concurrency
+
+
+def observed_handler[**P, R](
+    *, correlation_id: Callable[[Any], str | None] | None = None
+) -> Callable[[_Handler[P, R]], _Handler[P, R]]:
+    """A Lambda handler's logging, tracing and metrics, in one wrapper doing what powertools'
+    three decorators do::
+
+        @logger.inject_lambda_context(log_event=False)
+        @tracer.capture_lambda_handler(capture_response=False)
+        @metrics.log_metrics(capture_cold_start_metric=True)
+
+    - every log line of the invocation gets ``cold_start``, ``function_name``,
+      ``function_memory_size``, ``function_arn``, ``function_request_id`` and, given a function
+      that reads it from the event, ``correlation_id`` (one ``append_keys``);
+    - the handler is traced when tracing is on, its response never recorded (tokens);
+    - ``ColdStart`` is counted after a first invocation that returns, and the invocation's one
+      EMF document is flushed whether it returns or raises.
+
+    Written here for a measured reason: the three decorators, with ``set_correlation_id``,
+    cost 9–12 µs of a warm webhook request that has about 43 to be twice as fast as
+    wechatpy; this wrapper about 3 (bench/webhook_roundtrip.py --breakdown). powertools'
+    Logger decorator alone builds a context model, reads ``AWS_LAMBDA_INITIALIZATION_TYPE`` and
+    resolves its options on every invocation (4.2 µs). The log keys are powertools', key for
+    key, and the metrics the same document (tests/unit/test_observability.py compares both).
+    """
+
+    def decorate(handler: _Handler[P, R]) -> _Handler[P, R]:
+        traced = tracer.capture_lambda_handler(capture_response=False)(handler)
+
+        @functools.wraps(handler)
+        def observed(event: Any, context: LambdaContext, /, *args: P.args, **kwargs: P.kwargs) -> R:
+            global _first_invocation
+            cold_start, _first_invocation = _first_invocation, False
+            keys: dict[str, Any] = {
+                "cold_start": cold_start,
+                "function_name": context.function_name,
+                "function_memory_size": context.memory_limit_in_mb,
+                "function_arn": context.invoked_function_arn,
+                "function_request_id": context.aws_request_id,
+            }
+            if correlation_id is not None:
+                keys["correlation_id"] = correlation_id(event)
+            logger.append_keys(**keys)
+            try:
+                response = traced(event, context, *args, **kwargs)
+                if metrics_cold_start.is_cold_start:  # powertools' flag, as log_metrics reads it
+                    metrics_cold_start.is_cold_start = False
+                    _provider.add_cold_start_metric(context)
+            finally:
+                metrics.flush_metrics()
+            return response
+
+        return observed
+
+    return decorate

@@ -119,6 +119,7 @@ class Webhook:
         self._apps = apps
         self._router = router
         self._dedup = dedup
+        self._binds = not isinstance(dedup, NoDeduplication)
         self._clock = clock
         self._on_outcome = on_outcome or (lambda _what, _message: None)
         self._tokens = tokens or _default_tokens
@@ -244,8 +245,9 @@ class Webhook:
                 f"{appid}:{message.dedup_key}",
                 lambda: self._answer(appid, message),
                 # Bound under the signer (the component for an authorizer): its Token made the
-                # signature, whichever account's URL the request was sent to.
-                binding=self._signature_binding(app.appid, signature, signed),
+                # signature, whichever account's URL the request was sent to. Without a dedup
+                # store nothing keeps it, so its digest is not computed.
+                binding=self._signature_binding(app.appid, signature, signed) if self._binds else None,
             )
         except BindingRefused:
             logger.warning("signature replayed with another body; refused", extra={"appid": appid})
@@ -260,15 +262,15 @@ class Webhook:
         """The handler's reply as XML, or ``success``; never waits past the deadline."""
         started = self._clock()
         budget = self._settings.webhook_handler_timeout_seconds
-        context = HandlerContext(
-            appid=appid,
-            openid=message.from_user,
-            message=message,
-            deadline=Deadline.after(budget),
-            token_client=self._tokens,
-        )
+        tokens = self._tokens
+
+        def context() -> HandlerContext:
+            # Built as the handler is called, for a handler that takes one: its deadline
+            # counts from here, inside the time limit.
+            return HandlerContext(appid, message.from_user, message, Deadline.after(budget), tokens)
+
         try:
-            reply = call_within(budget, lambda: self._router.dispatch(message, context))
+            reply = call_within(budget, lambda: self._router.dispatch_lazily(message, context))
         except TimeLimitExceeded:
             logger.warning(
                 "business handler overran the deadline; answered success (reply later with the "
@@ -357,11 +359,13 @@ class Webhook:
             )
             raise MalformedMessage("malformed message")
         key = (app.appid, app.encoding_aes_key)
-        with self._cryptos_lock:
-            crypto = self._cryptos.get(key)
-            if crypto is None:
-                crypto = self._cryptos[key] = MessageCrypto(app.encoding_aes_key, app.appid)
-            return crypto
+        crypto = self._cryptos.get(key)  # a dict read is atomic: the lock only guards a miss
+        if crypto is None:
+            with self._cryptos_lock:
+                crypto = self._cryptos.get(key)
+                if crypto is None:
+                    crypto = self._cryptos[key] = MessageCrypto(app.encoding_aes_key, app.appid)
+        return crypto
 
     def _encrypt_reply(self, crypto: MessageCrypto, token: str, reply_xml: str) -> str:
         encrypt = crypto.encrypt(reply_xml)

@@ -23,17 +23,27 @@ else the handler runs on a small pool as before, and keeps running after the ans
 
 from __future__ import annotations
 
+import _signal
 import signal
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
 from types import FrameType
-from typing import Final
+from typing import Any, Final
 
 # Off the main thread: handlers that overrun keep running here after the answer went out.
 _POOL: Final = ThreadPoolExecutor(max_workers=4, thread_name_prefix="wxtoken-handler")
 _HAS_TIMER: Final = all(hasattr(signal, name) for name in ("setitimer", "SIGALRM", "pthread_sigmask"))
+# signal's C module, called directly for a measured reason: ``signal.signal`` and
+# ``signal.pthread_sigmask`` are Python wrappers that turn every number into an enum and back,
+# 1.45 and 0.85 µs a call where the C functions take 0.31 and 0.45, twice the cost of the timer
+# itself on every webhook request (bench/webhook_roundtrip.py --breakdown). Same functions,
+# plain ints (``signal.py`` is ``from _signal import *`` plus those wrappers).
+_C: Final[Any] = _signal
+_ALARM: Final = int(signal.SIGALRM) if _HAS_TIMER else 0
+_DEFAULT: Final = int(signal.SIG_DFL)
+_REAL: Final = int(signal.ITIMER_REAL) if _HAS_TIMER else 0
 # Main thread only (the timer is used nowhere else): no lock needed.
 _armed = False
 
@@ -49,7 +59,9 @@ class TimeLimitExceeded(Exception):
 def call_within[T](seconds: float, work: Callable[[], T]) -> T:
     """``work()``, or :class:`TimeLimitExceeded` once ``seconds`` have passed."""
     if _timer_usable():
-        return _call_with_timer(seconds, work)
+        armed = _call_with_timer(seconds, work)
+        if armed is not _NOT_ARMED:
+            return armed  # type: ignore[return-value]  # work()'s value: _NOT_ARMED is only ours
     try:
         return _POOL.submit(work).result(timeout=seconds)
     except FutureTimeout:
@@ -57,12 +69,13 @@ def call_within[T](seconds: float, work: Callable[[], T]) -> T:
 
 
 def _timer_usable() -> bool:
+    """On the main thread, with SIGALRM's handler the default or ours, and SIGALRM not blocked
+    (whether another interval timer is running, :func:`_call_with_timer` learns as it arms)."""
     return (
         _HAS_TIMER
         and threading.current_thread() is threading.main_thread()
-        and signal.getsignal(signal.SIGALRM) in (signal.SIG_DFL, _expire)  # nobody else's
-        and signal.SIGALRM not in signal.pthread_sigmask(signal.SIG_BLOCK, ())
-        and signal.getitimer(signal.ITIMER_REAL)[0] == 0.0  # nobody else's timer running
+        and _C.getsignal(_ALARM) in (_DEFAULT, _expire)  # nobody else's
+        and _ALARM not in _C.pthread_sigmask(_C.SIG_BLOCK, ())
     )
 
 
@@ -73,20 +86,30 @@ def _expire(signum: int, frame: FrameType | None) -> None:
         raise HandlerTimeExpired
 
 
-def _call_with_timer[T](seconds: float, work: Callable[[], T]) -> T:
+_NOT_ARMED: Final = object()
+
+
+def _call_with_timer[T](seconds: float, work: Callable[[], T]) -> T | object:
+    """``work()`` under the timer; :data:`_NOT_ARMED`, with nothing run, when another interval
+    timer was running: setting ours says what was set before (``getitimer`` first would be one
+    more system call on every request), and theirs is set back as it was."""
     global _armed
-    # Set on every call (2.7 µs), though getsignal() may say it is ours: getsignal() reports
-    # what Python installed, and native code can replace the handler beneath it (SIG_IGN
-    # would let the handler run on unbounded; SIG_DFL would end the process). Stays
-    # installed afterwards: harmless while disarmed.
-    signal.signal(signal.SIGALRM, _expire)
+    # Set on every call, though getsignal() may say it is ours: getsignal() reports what
+    # Python installed, and native code can replace the handler beneath it (SIG_IGN would let
+    # the handler run on unbounded; SIG_DFL would end the process). Stays installed
+    # afterwards: harmless while disarmed.
+    _C.signal(_ALARM, _expire)
+    _armed = True
+    running = _C.setitimer(_REAL, seconds)
+    if running[0]:  # someone else's timer: theirs again, and the pool instead
+        _armed = False
+        _C.setitimer(_REAL, *running)
+        return _NOT_ARMED
     try:
         try:
-            _armed = True
-            signal.setitimer(signal.ITIMER_REAL, seconds)
             return work()
         finally:
             _armed = False
-            signal.setitimer(signal.ITIMER_REAL, 0)
+            _C.setitimer(_REAL, 0)
     except HandlerTimeExpired:
         raise TimeLimitExceeded from None
