@@ -4,7 +4,7 @@ The bodies are the examples of WeChat's 接收普通消息 and 接收事件推�
 """
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from wxtoken.errors import MalformedMessage
@@ -492,6 +492,54 @@ def test_encrypted_envelope_gives_recipient_and_ciphertext():
 def test_an_envelope_without_ciphertext_is_malformed(body):
     with pytest.raises(MalformedMessage):
         parse_encrypted_envelope(body)
+
+
+_ENVELOPE_PARTS = st.tuples(
+    st.sampled_from(["", " ", "\n    ", "\r\n\t", "x"]),  # around and between the elements
+    st.one_of(st.from_regex(r"[A-Za-z0-9_@.\-]{0,24}", fullmatch=True), st.text(max_size=8)),
+    st.one_of(st.from_regex(r"[A-Za-z0-9+/=]{0,64}", fullmatch=True), st.text(max_size=8)),
+    st.sampled_from(["ToUserName", "AppId", "toUserName"]),
+    st.booleans(),  # CDATA or plain text
+)
+
+
+@settings(max_examples=500, deadline=None)
+@given(parts=_ENVELOPE_PARTS)
+@example(
+    parts=(
+        "\n",
+        "gh_7f083739789a",
+        "AAAABBBB+/CCCC==",
+        "ToUserName",
+        True,
+    )
+)
+@example(parts=("", "", "a/b+", "ToUserName", True))
+@example(parts=(" ", "gh_1", "abc=", "ToUserName", False))
+def test_the_safe_mode_envelope_read_by_its_pattern_is_what_parse_xml_reads(parts):
+    # Given envelopes near WeChat's safe-mode shape, well-formed or not
+    space, to_user, encrypt, tag, in_cdata = parts
+
+    def value(text: str) -> str:
+        return f"<![CDATA[{text}]]>" if in_cdata else text
+
+    body = (
+        f"<xml>{space}<{tag}>{value(to_user)}</{tag}>{space}<Encrypt>{value(encrypt)}</Encrypt>{space}</xml>"
+    ).encode("utf-8", "surrogatepass")
+
+    # Then the envelope reader gives what the general reader gives, or refuses what it refuses
+    def general() -> tuple[str, str] | str:
+        try:
+            fields = parse_xml(body)
+        except MalformedMessage:
+            return "malformed"
+        return (fields.get("ToUserName", ""), fields["Encrypt"]) if fields.get("Encrypt") else "malformed"
+
+    try:
+        read: tuple[str, str] | str = parse_encrypted_envelope(body)
+    except MalformedMessage:
+        read = "malformed"
+    assert read == general()
 
 
 def test_fields_stay_out_of_repr():

@@ -426,3 +426,45 @@ def test_the_handlers_log_keys_are_powertools_key_for_key(monkeypatch):
     assert warm[0]["cold_start"] is False
     assert warm[0]["function_request_id"] == context.aws_request_id
     assert list(warm[0].items()) == list(warm[1].items())
+
+
+def test_debug_sampling_is_drawn_again_on_every_warm_invocation_as_powertools_does(monkeypatch):
+    from tests.fixtures.lambda_context import FakeLambdaContext
+
+    drawn: list[bool] = []
+    logger = observability.logger
+    monkeypatch.setattr(logger, "sampling_rate", 0.5)
+    monkeypatch.setattr(logger, "refresh_sample_rate_calculation", lambda: drawn.append(True))
+    monkeypatch.setattr(observability, "_first_invocation", True)
+    handler = observability.observed_handler()(lambda event, context: None)
+
+    for _ in range(3):
+        handler({}, FakeLambdaContext(function_name="wxtoken-webhook"))
+
+    assert drawn == [True, True]  # not on the cold one: the Logger drew it when it was built
+
+
+def test_counting_by_a_dimension_is_counting_with_it(capsys):
+    # Given counts by MsgType through count_by and through count, and a value count refuses
+    by_type = observability.count_by("WebhookMessage", "MsgType")
+    by_type("text")
+    by_type("text")
+    observability.count("WebhookMessage", MsgType="text")
+    by_type("event:subscribe")
+    by_type("")  # no empty dimension: counted without it, as count() does
+    metrics.flush_metrics()
+
+    # Then they sum into the same points
+    from tests.integration.scenarios import emf_points
+
+    points = {(p.name, p.labels): p.value for p in emf_points(capsys.readouterr().out)}
+    assert points[("WebhookMessage", (("MsgType", "text"), ("service", "wxtoken")))] == [3.0]
+    assert points[("WebhookMessage", (("MsgType", "event:subscribe"), ("service", "wxtoken")))] == [1.0]
+    assert points[("WebhookMessage", (("service", "wxtoken"),))] == [1.0]
+
+
+def test_a_dimension_count_by_refuses_is_dropped_with_a_warning(capsys):
+    by_name = observability.count_by("WebhookMessage", "WebhookMessage")  # the name as a dimension
+    by_name("text")
+    metrics.flush_metrics()
+    assert emf_lines(capsys.readouterr().out) == []

@@ -96,3 +96,35 @@ def test_another_sigalrm_handler_is_left_alone():
         assert calls == [signal.SIGALRM]  # still theirs
     finally:
         signal.signal(signal.SIGALRM, previous)
+
+
+def test_a_time_limit_inside_another_leaves_the_outer_one_in_force():
+    # Given a handler that runs some work under a time limit of its own, then overruns
+    reached_the_end = []
+
+    def handler() -> None:
+        assert call_within(1.0, lambda: "inner") == "inner"
+        time.sleep(2.0)
+        reached_the_end.append(True)
+
+    # Then the outer limit still stops it, and no timer or foreign handler is left behind
+    with pytest.raises(TimeLimitExceeded):
+        call_within(0.2, handler)
+    assert reached_the_end == []
+    assert signal.getitimer(signal.ITIMER_REAL) == (0.0, 0.0)
+
+
+def test_a_signal_handler_of_someone_else_with_their_timer_is_left_as_it_was():
+    # Given code with a timer of its own and SIGALRM's default handler, as signal.alarm() users
+    # have
+    previous = signal.signal(signal.SIGALRM, signal.SIG_DFL)
+    signal.setitimer(signal.ITIMER_REAL, 30)
+    try:
+        # When a handler runs under a time limit
+        assert call_within(1.0, lambda: "reply") == "reply"
+        # Then their timer still runs and SIGALRM's handler is still the default one
+        assert signal.getitimer(signal.ITIMER_REAL)[0] > 0
+        assert signal.getsignal(signal.SIGALRM) == signal.SIG_DFL
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)

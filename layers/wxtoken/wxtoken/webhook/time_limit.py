@@ -98,15 +98,19 @@ def _call_with_timer[T](seconds: float, work: Callable[[], T]) -> T | object:
     # Python installed, and native code can replace the handler beneath it (SIG_IGN would let
     # the handler run on unbounded; SIG_DFL would end the process). Stays installed
     # afterwards: harmless while disarmed.
-    _C.signal(_ALARM, _expire)
-    _armed = True
+    handler = _C.signal(_ALARM, _expire)
     running = _C.setitimer(_REAL, seconds)
-    if running[0]:  # someone else's timer: theirs again, and the pool instead
-        _armed = False
+    if running[0]:
+        # Someone else's timer, or an outer call's: theirs again as it was (handler and the
+        # time it had left; armed as it was), and the pool instead.
         _C.setitimer(_REAL, *running)
+        _C.signal(_ALARM, handler)
         return _NOT_ARMED
     try:
         try:
+            # Armed inside the try: a SIGALRM that was already pending is either ignored
+            # (handled before this line) or stops the work as its time would.
+            _armed = True
             return work()
         finally:
             _armed = False
