@@ -20,6 +20,8 @@ _DEFAULT_NAMESPACE = "WxToken"
 _DEFAULT_SERVICE = "wxtoken"
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
+# What powertools' strtobool reads as yes (shared/functions.py): ours, and "y" and "t".
+_POWERTOOLS_TRUE = _TRUE | {"y", "t"}
 
 
 class StoreKind(StrEnum):
@@ -234,8 +236,8 @@ class ObservabilitySettings:
 def _metrics_disabled(env: Mapping[str, str]) -> bool:
     raw = env.get("POWERTOOLS_METRICS_DISABLED")
     if raw is not None:
-        return raw.strip().lower() in _TRUE | {"y", "t"}
-    return env.get("POWERTOOLS_DEV", "").strip().lower() in _TRUE | {"y", "t"}
+        return raw.strip().lower() in _POWERTOOLS_TRUE
+    return env.get("POWERTOOLS_DEV", "").strip().lower() in _POWERTOOLS_TRUE
 
 
 def _enum[E: StrEnum](env: Mapping[str, str], name: str, kind: type[E], default: E) -> E:
