@@ -102,6 +102,11 @@ lock: venv ## Pin the *.in ranges into the lock files (*.txt), with hashes (UPGR
 .PHONY: upgrade
 upgrade: ## make lock UPGRADE=1: the newest versions the *.in ranges allow
 	$(MAKE) lock UPGRADE=1
+	$(MAKE) botocore-models
+
+.PHONY: botocore-models
+botocore-models: venv ## Cut the service models the functions read (wxtoken/botocore_models) from botocore
+	$(VENV)/bin/python -m devtools.botocore_models
 
 .PHONY: test
 test: venv secrets ## Secret scan, lint, type-check and run every test (unit and integration)

@@ -61,7 +61,13 @@ def test_the_package_holds_wxtoken_alone_and_says_it_is_typed():
     config = pyproject()
     assert config["tool"]["setuptools"]["packages"]["find"]["include"] == ["wxtoken", "wxtoken.*"]
     assert (LAYER / "wxtoken" / "py.typed").is_file()
-    assert config["tool"]["setuptools"]["package-data"]["wxtoken"] == ["py.typed"]
+    data = config["tool"]["setuptools"]["package-data"]["wxtoken"]
+    assert data == ["py.typed", "botocore_models/*/*/*.json"]
+    # The cut service models (wxtoken.aws) go with the package: readers' Sessions need them.
+    package = LAYER / "wxtoken"
+    models = [p.relative_to(package) for p in (package / "botocore_models").rglob("*") if p.is_file()]
+    assert models
+    assert all(p.match(data[1]) for p in models), models
 
 
 def test_python_3_12_is_the_floor():

@@ -22,9 +22,9 @@ The webhook faces the internet and runs the user's own code; an AppSecret lets i
 mint tokens (and so invalidate everyone else's), so the function that never mints should
 never hold one (IAM, "Apply least-privilege permissions").
 
-It is read through powertools' SecretsProvider with a cache (``max_age``), so a warm
-container calls Secrets Manager at most once per cache window while a rotated secret still
-takes effect within minutes. The read runs on the webhook's 5 s budget
+It is read with a cache (``max_age``; :class:`wxtoken.secret_values.SecretString`), so a
+warm container calls Secrets Manager at most once per cache window while a rotated secret
+still takes effect within minutes. The read runs on the webhook's 5 s budget
 (:data:`wxtoken.budget.SECRET`): a dead Secrets Manager is a ConfigError within about a
 second, not boto3's 60 s timeouts.
 """
@@ -33,14 +33,13 @@ from __future__ import annotations
 
 import json
 import re
-import threading
 from collections.abc import Callable, Mapping
 from enum import StrEnum
 from typing import Any
 
-from wxtoken.budget import SECRET
 from wxtoken.errors import ConfigError, MisconfiguredAppError, UnknownAppError
 from wxtoken.frozen import Frozen
+from wxtoken.secret_values import SecretReadError, SecretString
 
 _APPID = re.compile(r"^wx[0-9A-Za-z]{8,32}$")
 # WeChat's EncodingAESKey is 43 characters of base64 (a 32-byte key without its '=').
@@ -200,15 +199,12 @@ class AppsSource:
         boto3_session: Any = None,
     ) -> None:
         self.secret_id = secret_id
-        self._boto3_session = boto3_session
         self.shape = shape
-        self._max_age = max_age
         self._fetch = fetch
-        self._provider: Any = None
         self._parsed: tuple[str, ParsedApps] | None = None
-        # Threads of one container share one provider and its cache: without the lock, a
-        # burst of cold callers would each build a boto3 client and fetch the secret.
-        self._lock = threading.Lock()
+        # Threads of one container share one reader and its cache: a burst of cold callers
+        # makes one client and one read.
+        self._reader = SecretString(secret_id, max_age=max_age, boto3_session=boto3_session)
 
     def all(self) -> Mapping[str, AppConfig]:
         """The usable apps (an entry that is not is left out: see :meth:`problems`)."""
@@ -262,25 +258,10 @@ class AppsSource:
     def _secret_string(self) -> str:
         if self._fetch is not None:
             return self._fetch()
-        with self._lock:
-            return self._fetch_secret()
-
-    def _fetch_secret(self) -> str:
-        if self._provider is None:
-            # Imported here: the provider pulls in boto3, which a reader holding a fetch
-            # function (tests, local tools) never needs.
-            from aws_lambda_powertools.utilities.parameters import SecretsProvider
-
-            self._provider = SecretsProvider(
-                boto_config=SECRET.botocore_config(), boto3_session=self._boto3_session
-            )
         try:
-            value = self._provider.get(self.secret_id, max_age=self._max_age)
-        except Exception as exc:  # powertools wraps boto3 errors in GetParameterError
+            return self._reader.get()
+        except SecretReadError as exc:
             raise ConfigError(
-                f"could not read the {self.shape.name} {self.secret_id!r} ({type(exc).__name__}): check "
+                f"could not read the {self.shape.name} {self.secret_id!r} ({exc.reason}): check "
                 "that it exists and the function may call secretsmanager:GetSecretValue on it"
             ) from None
-        if isinstance(value, bytes):
-            value = value.decode()
-        return str(value)

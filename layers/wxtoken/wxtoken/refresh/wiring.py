@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable
 
 from wxtoken.apps import AppsSource
+from wxtoken.aws import new_session
 from wxtoken.config import Settings
 from wxtoken.refresh.refresher import Refresher
 from wxtoken.store import open_store
@@ -22,11 +23,9 @@ def build_refresher(
     sleep: Callable[[float], None] = time.sleep,
     apps: AppsSource | None = None,
 ) -> Refresher:
-    # One boto3 Session for the apps secret and the SSM store (see webhook/wiring.py: each
-    # extra Session costs 25 to 45 ms of a cold start).
-    import boto3
-
-    session = boto3.session.Session()
+    # One boto3 Session for the apps secret and the store, reading the cut service models
+    # (wxtoken.aws; see webhook/wiring.py: each extra Session costs 25 to 45 ms of a cold start).
+    session = new_session()
     return Refresher(
         settings=settings,
         store=open_store(settings, clock=clock, boto3_session=session),

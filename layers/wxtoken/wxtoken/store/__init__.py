@@ -39,7 +39,7 @@ def open_store(
         url = cast(str, settings.redis_url)  # Settings refuses a Redis store without one
         username, password = (None, None)
         if settings.redis_auth_secret_id:
-            username, password = _redis_auth(settings.redis_auth_secret_id, settings.secret_cache_seconds)
+            username, password = _redis_auth(settings.redis_auth_secret_id, boto3_session)
         return RedisTokenStore.from_url(
             url,
             cluster=settings.redis_cluster,
@@ -57,10 +57,12 @@ def open_store(
     return SSMTokenStore.from_settings(settings, clock=clock, boto3_session=boto3_session)
 
 
-def _redis_auth(secret_id: str, max_age: int) -> tuple[str | None, str]:
+def _redis_auth(secret_id: str, boto3_session: Any) -> tuple[str | None, str]:
     """``(username, password)`` from a secret holding a password or ``{"username", "password"}``
     (read within :data:`wxtoken.budget.SECRET`: the webhook reads it before anything else)."""
-    text = read_secret_string(secret_id, max_age=max_age, what="Redis AUTH secret", error=StoreError)
+    text = read_secret_string(
+        secret_id, what="Redis AUTH secret", error=StoreError, boto3_session=boto3_session
+    )
     if not text.lstrip().startswith("{"):
         return None, text
     try:

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from wxtoken.apps import WEBHOOK_SECRET, AppsSource
+from wxtoken.aws import new_session
 from wxtoken.config import Settings
 from wxtoken.errors import ConfigError
 from wxtoken.observability import logger
@@ -113,13 +114,11 @@ def build_webhook_runtime(
     clock: Callable[[], float] = time.time,
 ) -> WebhookRuntime:
     settings = settings or Settings.from_env()
-    # One boto3 Session for the clients of the message path (the secret, the dedup table):
-    # powertools builds a Session per provider otherwise, and each loads botocore's data
-    # afresh — 25 to 45 ms of the cold start per extra Session, measured here (a second
-    # client in one Session: 18 to 39 ms; a new Session and its client: 62 to 67 ms).
-    import boto3
-
-    session = boto3.session.Session()
+    # One boto3 Session for the clients of the message path (the secret, the dedup table),
+    # reading the cut service models (wxtoken.aws): each extra Session loads botocore's data
+    # afresh, 25 to 45 ms of the cold start, measured here (a second client in one Session:
+    # 18 to 39 ms; a new Session and its client: 62 to 67 ms).
+    session = new_session()
     apps = webhook_apps(settings, session)
     # One store per container, shared by dedup and the token API. Opening it connects to
     # nothing yet (a Redis Cluster excepted), so the message path pays only for what it uses.

@@ -19,7 +19,6 @@ def build_wechat_api(settings: Settings) -> WeChatAPI:
     if settings.https_proxy_secret_id:
         proxy = read_secret_string(
             settings.https_proxy_secret_id,
-            max_age=settings.secret_cache_seconds,
             what="egress proxy secret",
             error=ConfigError,
         ).strip()
