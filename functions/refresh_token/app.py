@@ -14,6 +14,7 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from wxtoken.coldstart import settle_imports
 from wxtoken.config import Settings
 from wxtoken.deadline import Deadline
 from wxtoken.errors import RefreshFailedError
@@ -46,3 +47,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     if report.failed:
         raise RefreshFailedError(json.dumps(result))
     return result
+
+
+# Last, after every import: they live as long as the container (wxtoken.coldstart says why).
+settle_imports()

@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Any, Final
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from handlers import router
 
+from wxtoken.coldstart import settle_imports
 from wxtoken.errors import (
     BadRequest,
     MalformedMessage,
@@ -278,3 +279,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     except WxTokenError as exc:
         answer = next(a for c in type(exc).__mro__ if (a := _ANSWERS.get(c)))
         return answer(exc, event)
+
+
+# Last, after every import: they live as long as the container (wxtoken.coldstart says why).
+settle_imports()

@@ -32,7 +32,6 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
@@ -105,24 +104,45 @@ _FAR_FUTURE_SECONDS = 30 * 86400
 _IMPORT_LEASE_SECONDS = 90
 
 
-@dataclass(slots=True)
 class PlatformReport:
-    """What one run did for one platform (the refresh function's result, ``platforms``)."""
+    """What one run did for one platform (the refresh function's result, ``platforms``),
+    filled in as it goes. A plain class: see :class:`~wxtoken.refresh.refresher.RefreshReport`."""
 
-    component_appid: str
-    component_refreshed: bool = False
-    errors: list[str] = field(default_factory=list)  # the component's own: fail the run
-    refreshed: int = 0
-    failed: int = 0
-    failures: list[dict[str, str]] = field(default_factory=list)
-    lost: int = 0
-    events: int = 0
-    imported: int = 0
-    due_left: int = 0
-    active: int | None = None
-    ticket_age: float | None = None
-    component_seconds_left: float | None = None
-    authorizer_min_seconds_left: float | None = None
+    __slots__ = (
+        "active",
+        "authorizer_min_seconds_left",
+        "component_appid",
+        "component_refreshed",
+        "component_seconds_left",
+        "due_left",
+        "errors",
+        "events",
+        "failed",
+        "failures",
+        "imported",
+        "lost",
+        "refreshed",
+        "ticket_age",
+    )
+
+    def __init__(self, component_appid: str) -> None:
+        self.component_appid = component_appid
+        self.component_refreshed = False
+        self.errors: list[str] = []  # the component's own: fail the run
+        self.refreshed = 0
+        self.failed = 0
+        self.failures: list[dict[str, str]] = []
+        self.lost = 0
+        self.events = 0
+        self.imported = 0
+        self.due_left = 0
+        self.active: int | None = None
+        self.ticket_age: float | None = None
+        self.component_seconds_left: float | None = None
+        self.authorizer_min_seconds_left: float | None = None
+
+    def __repr__(self) -> str:
+        return f"PlatformReport({self.component_appid!r}, {self.as_dict()!r})"
 
     def as_dict(self) -> dict[str, Any]:
         return {

@@ -24,7 +24,6 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
-from dataclasses import dataclass, field
 from typing import Any
 
 from aws_lambda_powertools.metrics import MetricUnit
@@ -96,13 +95,24 @@ _PROBE_SECONDS = 5.0
 _INTENT_TTL_SECONDS = 2 * 86400
 
 
-@dataclass(slots=True)
 class RefreshReport:
-    refreshed: list[str] = field(default_factory=list)
-    skipped: list[dict[str, str]] = field(default_factory=list)
-    failed: list[dict[str, str]] = field(default_factory=list)
-    # Per third-party platform (only when the apps secret has one): PlatformReport.as_dict().
-    platforms: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """What one run did, filled in as it goes: the refresh function's result (:meth:`as_dict`).
+
+    A plain class, not a dataclass: the decorator's generated code cost about 1 ms of each
+    cold start (issue 12; :mod:`wxtoken.frozen`).
+    """
+
+    __slots__ = ("failed", "platforms", "refreshed", "skipped")
+
+    def __init__(self) -> None:
+        self.refreshed: list[str] = []
+        self.skipped: list[dict[str, str]] = []
+        self.failed: list[dict[str, str]] = []
+        # Per third-party platform (only when the apps secret has one): PlatformReport.as_dict().
+        self.platforms: dict[str, dict[str, Any]] = {}
+
+    def __repr__(self) -> str:
+        return f"RefreshReport({self.as_dict()!r})"
 
     def as_dict(self) -> dict[str, Any]:
         result: dict[str, Any] = {"refreshed": self.refreshed, "skipped": self.skipped, "failed": self.failed}

@@ -20,13 +20,13 @@ import random
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from wxtoken.apps import AppConfig, AppsSource, is_appid
 from wxtoken.config import Settings
 from wxtoken.deadline import Deadline
 from wxtoken.errors import BadRequest, MalformedMessage, PayloadTooLarge, SignatureMismatch, UnknownAppError
+from wxtoken.frozen import Frozen
 from wxtoken.observability import DEADLINE_FALLBACK, WEBHOOK_MESSAGE, count, count_by, logger
 from wxtoken.webhook.context import HandlerContext
 from wxtoken.webhook.router import MessageRouter
@@ -47,8 +47,7 @@ _count_message = count_by(WEBHOOK_MESSAGE, "MsgType")
 _MAX_TIMESTAMP_DIGITS = 12
 
 
-@dataclass(frozen=True, slots=True)
-class WebhookResponse:
+class WebhookResponse(Frozen):
     body: str
     content_type: str = "text/plain; charset=utf-8"
 
