@@ -16,21 +16,19 @@ One retry policy covers the three ways a call can fail transiently — the trans
 timeout, a refused connection), the HTTP status (5xx, 429) and WeChat's own "system busy"
 errcode -1 inside a 200 answer — and it is bounded by the caller's :class:`Deadline`.
 urllib3's ``Retry`` sees only the first two and knows no deadline, so this loop is
-written here (exponential backoff with full jitter) and the adapter's own retries are off.
+written here (exponential backoff with full jitter) and urllib3's own retries are off.
 
-Secrets: the classic token URL carries the AppSecret in its query string, and requests'
-exceptions quote the URL. No exception text from requests is ever passed on; errors are
+Secrets: the classic token URL carries the AppSecret in its query string, and urllib3's
+exceptions quote the URL. No exception text from the HTTP layer is ever passed on; errors are
 built from the path alone and raised ``from None`` so no traceback chains the original.
 
-requests is imported on the first call, not with this module: the refresher builds a
-``WeChatAPI`` on every cold start, and most guard runs (a fresh token, no probe due) never
-call WeChat. Importing requests there cost 31-41 ms of a cold start beside an already
-imported boto3 (its charset detection, cookie jar and adapters; urllib3 is boto3's anyway),
-about 14% of ``import boto3`` plus one secret read (bench/cold_import.py).
+The HTTP layer is :mod:`wxtoken.wechat.http` (urllib3, which botocore has loaded already; it
+says why not requests), made on the first call: most guard runs never call WeChat.
 """
 
 from __future__ import annotations
 
+import json as json_module
 import random
 import threading
 import time
@@ -46,7 +44,7 @@ from wxtoken.observability import TRANSPORT_ERRCODE, WECHAT_API_ERROR, WECHAT_AP
 from wxtoken.wechat.errcodes import error_for
 
 if TYPE_CHECKING:
-    import requests
+    from wxtoken.wechat.http import WeChatHttp
 
 TOKEN_PATH = "/cgi-bin/token"
 STABLE_TOKEN_PATH = "/cgi-bin/stable_token"
@@ -82,13 +80,13 @@ class Grant(Frozen):
 class WeChatAPI:
     """WeChat's HTTP API: the token endpoints, the jsapi ticket and any authenticated call,
     with one retry policy bounded by the caller's :class:`Deadline` (module docstring).
-    Raises :class:`~wxtoken.errors.WeChatAPIError` subclasses; never a requests exception."""
+    Raises :class:`~wxtoken.errors.WeChatAPIError` subclasses; never an HTTP library's exception."""
 
     def __init__(
         self,
         base_url: str,
         *,
-        session: requests.Session | None = None,
+        http: WeChatHttp | None = None,
         connect_timeout: float = 3.0,
         read_timeout: float = 5.0,
         max_attempts: int = 4,
@@ -98,13 +96,12 @@ class WeChatAPI:
     ) -> None:
         self.base_url = base_url.rstrip("/")
         # Made on the first call (the module docstring says why); app threads share it.
-        self._session = session
-        self._session_lock = threading.Lock()
+        self._http_client = http
+        self._http_lock = threading.Lock()
         # WeChat's calls only (boto3 never sees it): the proxy's address is the one on WeChat's
-        # IP allow-list. Passed with each request, so it wins over HTTPS_PROXY from the
-        # environment (requests merges those over a session's own proxies). Its URL may carry
+        # IP allow-list. It wins over HTTPS_PROXY from the environment. Its URL may carry
         # credentials: never logged.
-        self._proxies = {"http": proxy, "https": proxy} if proxy else None
+        self._proxy = proxy
         self._connect_timeout = connect_timeout
         self._read_timeout = read_timeout
         self._max_attempts = max(1, max_attempts)
@@ -269,12 +266,16 @@ class WeChatAPI:
         last.processed_earlier = processed_earlier
         raise last from None
 
-    def _http(self) -> requests.Session:
-        session = self._session
-        if session is None:
-            with self._session_lock:
-                session = self._session = self._session or _new_session()
-        return session
+    def _http(self) -> WeChatHttp:
+        client = self._http_client
+        if client is None:
+            with self._http_lock:
+                if self._http_client is None:
+                    from wxtoken.wechat.http import WeChatHttp
+
+                    self._http_client = WeChatHttp(proxy=self._proxy)
+                client = self._http_client
+        return client
 
     def _once(
         self,
@@ -287,34 +288,41 @@ class WeChatAPI:
         timeout: tuple[float, float],
     ) -> dict[str, Any]:
         """One HTTP attempt, its round trip reported (``WeChatApiLatency``) answered or not."""
-        import requests  # once imported, a dict lookup
+        from urllib3 import exceptions as http_errors
 
-        session = self._http()
+        client = self._http()
         started = time.perf_counter()
         try:
             try:
-                response = session.request(
-                    method, url, params=params, json=json, timeout=timeout, proxies=self._proxies
-                )
-            except requests.ConnectTimeout:
+                status, body = client.request(method, url, params=params, json_body=json, timeout=timeout)
+            except http_errors.NewConnectionError:  # refused, or no route: nothing was sent
+                raise WeChatTransportError(
+                    f"could not connect to WeChat for {path}", maybe_processed=False
+                ) from None
+            except http_errors.ConnectTimeoutError:
                 raise WeChatTransportError(
                     f"could not connect to WeChat for {path} within {timeout[0]:.1f}s", maybe_processed=False
                 ) from None
-            except requests.Timeout:
+            except http_errors.ReadTimeoutError:
                 raise WeChatTransportError(
                     f"WeChat {path} did not answer within {timeout[1]:.1f}s", maybe_in_flight=True
                 ) from None
-            except requests.ConnectionError as exc:
-                refused = _never_connected(exc)
-                what = "could not connect to WeChat" if refused else "connection to WeChat broke"
+            except http_errors.ProxyError as exc:
+                # The proxy refused the connection: WeChat never saw the request. Anything
+                # else (its tunnel broke) may have reached WeChat.
+                refused = isinstance(exc.original_error, http_errors.NewConnectionError)
+                what = "could not connect to the egress proxy" if refused else "the egress proxy failed"
                 raise WeChatTransportError(
                     f"{what} for {path}", maybe_processed=not refused, maybe_in_flight=not refused
                 ) from None
-            except requests.RequestException as exc:
+            except (http_errors.ProtocolError, http_errors.SSLError):
+                raise WeChatTransportError(
+                    f"connection to WeChat broke for {path}", maybe_in_flight=True
+                ) from None
+            except (http_errors.HTTPError, OSError, ValueError) as exc:
                 raise WeChatTransportError(
                     f"request to WeChat {path} failed ({type(exc).__name__})"
                 ) from None
-            status = response.status_code
             if status == 429:
                 raise WeChatTransportError(f"WeChat {path} answered HTTP 429", maybe_processed=False)
             if status >= 500:
@@ -323,7 +331,7 @@ class WeChatAPI:
             if status >= 400:
                 raise WeChatAPIError(None, f"WeChat {path} answered HTTP {status}")
             try:
-                payload = response.json()
+                payload = json_module.loads(body)
             except ValueError:
                 raise WeChatTransportError(f"WeChat {path} answered with a body that is not JSON") from None
             if not isinstance(payload, dict):
@@ -350,14 +358,6 @@ def grant_in(
     return Grant(value=value, expires_in=expires_in, maybe_overtaken=in_flight)
 
 
-def _never_connected(exc: requests.ConnectionError) -> bool:
-    """Whether the connection failed before any byte of the request was sent."""
-    from urllib3.exceptions import NewConnectionError
-
-    reason = getattr(exc.args[0], "reason", None) if exc.args else None
-    return isinstance(reason, NewConnectionError)
-
-
 def _as_int(errcode: object) -> int:
     """WeChat's errcode as an int; -999 when it is not a number at all."""
     if isinstance(errcode, int):
@@ -366,17 +366,3 @@ def _as_int(errcode: object) -> int:
         return int(str(errcode))
     except ValueError:
         return -999
-
-
-def _new_session() -> requests.Session:
-    import requests
-    from requests.adapters import HTTPAdapter
-
-    session = requests.Session()
-    # Retries are the loop above; the adapter only pools connections (keep-alive across
-    # warm invocations saves a TLS handshake per call).
-    adapter = HTTPAdapter(max_retries=0, pool_connections=4, pool_maxsize=16)
-    session.mount("https://", adapter)
-    session.mount("http://", adapter)
-    session.headers["User-Agent"] = "wxtoken"
-    return session
