@@ -7,10 +7,12 @@ run, because the machines are noisy and absolute milliseconds mean little.
 - **import**: ``import app`` of each function, next to a bare ``import boto3``.
 - **import + first request**: ``import app`` and its first invocation — the refresh function
   a guard run (``{"action": "guard"}``, token stored and fresh: it reads the apps secret and
-  the store), the webhook a signed safe-mode text message (apps secret, dedup item in
-  DynamoDB) — against a moto server and the WeChat stand-in this benchmark starts, on the
-  SSM store as deployed by default. Baseline: ``import boto3`` plus the one call every
-  handler makes first, ``secretsmanager.get_secret_value`` of the apps secret.
+  the store; timed without and with the WeChat probe, which a deployed guard makes every
+  other minute, and the figure is the slower), the webhook a signed safe-mode text message
+  (apps secret, dedup item in DynamoDB) — against a moto server and the WeChat stand-in
+  this benchmark starts, on the SSM store as deployed by default. Baseline: ``import boto3``
+  plus the one call every handler makes first, ``secretsmanager.get_secret_value`` of the
+  apps secret.
 
     .venv/bin/python -m bench.cold_import [--runs 15]
 """
@@ -74,13 +76,20 @@ FIRST_REQUESTS = {
         "import boto3\n"
         f"boto3.client('secretsmanager').get_secret_value(SecretId={APPS_SECRET_ID!r})['SecretString']",
     ),
-    "refresh_token: import + guard run": (
-        [LAYER, str(ROOT / "functions" / "refresh_token")],
-        "import app\n"
-        + _CONTEXT
-        + "result = app.lambda_handler({'action': 'guard'}, Context())\n"
-        + "assert result['failed'] == [] and result['skipped'], result",
-    ),
+    # A guard run asks WeChat whether it still accepts the stored token every
+    # PROBE_PERIOD_SECONDS (120 s as deployed: every other run), which imports requests and
+    # calls WeChat: both kinds of run are timed, and the figure is the slower.
+    **{
+        f"refresh_token: import + guard run{label}": (
+            [LAYER, str(ROOT / "functions" / "refresh_token")],
+            f"os.environ['PROBE_PERIOD_SECONDS'] = {period!r}\n"
+            "import app\n"
+            + _CONTEXT
+            + "result = app.lambda_handler({'action': 'guard'}, Context())\n"
+            + "assert result['failed'] == [] and result['skipped'], result",
+        )
+        for label, period in ((", no probe", "0"), (" with the probe", "60"))
+    },
     "webhook: import + safe-mode message": (
         [LAYER, str(ROOT / "functions" / "webhook")],
         "import app\n"
@@ -193,7 +202,7 @@ def figures(runs: int = 9) -> list[Figure]:
     ]
     first = measure_first_requests(runs)
     base = first["boto3 + get_secret_value (baseline)"]
-    refresh = first["refresh_token: import + guard run"] / base
+    refresh = max(first[name] for name in first if name.startswith("refresh_token")) / base
     webhook = first["webhook: import + safe-mode message"] / base
     rows.append(
         Figure(
@@ -201,7 +210,8 @@ def figures(runs: int = 9) -> list[Figure]:
             f"{max(refresh, webhook):.2f}x",
             f"<= {TARGET}x",
             max(refresh, webhook) <= TARGET,
-            f"refresh guard run {refresh:.2f}x, webhook safe-mode message {webhook:.2f}x of "
+            f"refresh guard run {refresh:.2f}x (the slower of without and with the probe), "
+            f"webhook safe-mode message {webhook:.2f}x of "
             f"import boto3 + get_secret_value ({base:.0f} ms), SSM store + DynamoDB dedup on moto",
         )
     )
