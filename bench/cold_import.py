@@ -51,6 +51,9 @@ print((time.perf_counter() - t0) * 1000)
 """
 
 LAYER = str(ROOT / "layers" / "wxtoken")
+# The children stand for Lambda's processes, whose runtime sets this (the address of its
+# runtime API); wxtoken.coldstart acts on it.
+IN_LAMBDA = {"AWS_LAMBDA_RUNTIME_API": "127.0.0.1:9001"}
 IMPORTS = {
     "import boto3 (baseline)": ([], "import boto3"),
     "refresh_token handler": ([LAYER, str(ROOT / "functions" / "refresh_token")], "import app"),
@@ -77,8 +80,8 @@ FIRST_REQUESTS = {
         f"boto3.client('secretsmanager').get_secret_value(SecretId={APPS_SECRET_ID!r})['SecretString']",
     ),
     # A guard run asks WeChat whether it still accepts the stored token every
-    # PROBE_PERIOD_SECONDS (120 s as deployed: every other run), which imports requests and
-    # calls WeChat: both kinds of run are timed, and the figure is the slower.
+    # PROBE_PERIOD_SECONDS (120 s as deployed: every other run), which makes WeChat's HTTP
+    # client and calls WeChat: both kinds of run are timed, and the figure is the slower.
     **{
         f"refresh_token: import + guard run{label}": (
             [LAYER, str(ROOT / "functions" / "refresh_token")],
@@ -133,7 +136,7 @@ def _run_child(code: str, env: dict[str, str]) -> float:
 
 def measure_imports(runs: int) -> dict[str, float]:
     with _compiled_like_the_build() as compiled:
-        env = {**os.environ, **compiled, "WECHAT_APPS_SECRET_ID": "bench"}
+        env = {**os.environ, **compiled, **IN_LAMBDA, "WECHAT_APPS_SECRET_ID": "bench"}
         codes = {name: IMPORT_CHILD.format(paths=p, statement=s) for name, (p, s) in IMPORTS.items()}
         return _interleaved_children(codes, env, runs)
 
@@ -164,7 +167,7 @@ def measure_first_requests(runs: int) -> dict[str, float]:
             # Each webhook run gets a new MsgId: a retry would be answered from the dedup table.
             query, body = player.message(text_xml("cold", msg_id=next(counter) + 1), encrypted=True)
             event = apigw_event("POST", f"/wechat/{APPID}", query, body)
-            return {**os.environ, **env, **compiled, "BENCH_EVENT": json.dumps(event)}
+            return {**os.environ, **env, **compiled, **IN_LAMBDA, "BENCH_EVENT": json.dumps(event)}
 
         return _interleaved_children(codes, child_env, runs)
 
