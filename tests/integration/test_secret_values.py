@@ -96,3 +96,11 @@ def test_an_error_says_nothing_of_the_value_or_aws_message(secretsmanager) -> No
     assert str(caught.value) == "InvalidRequestException"
     assert caught.value.__cause__ is None
     assert caught.value.__suppress_context__
+
+
+def test_a_client_that_cannot_be_made_is_a_read_error_too(aws: AWS, monkeypatch) -> None:
+    # botocore refuses a bad endpoint with a ValueError: still a typed error (a 503), not a 500.
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SECRETS_MANAGER", "not a url")
+    with pytest.raises(SecretReadError) as caught:
+        SecretString(SECRET_ID, max_age=0, boto3_session=boto3.session.Session()).get()
+    assert caught.value.reason == "ValueError"

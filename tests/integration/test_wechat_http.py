@@ -8,6 +8,9 @@ import base64
 import datetime as dt
 import http.server
 import json
+import logging
+import select
+import socket
 import ssl
 import threading
 from collections.abc import Iterator
@@ -22,6 +25,9 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from urllib3 import exceptions as http_errors
 
+from wxtoken.deadline import Deadline
+from wxtoken.errors import WeChatTransportError
+from wxtoken.wechat.api import WeChatAPI
 from wxtoken.wechat.http import WeChatHttp
 
 TIMEOUT = (2.0, 2.0)
@@ -172,7 +178,8 @@ def test_requests_ca_bundle_is_honoured_as_requests_did(no_proxy_env, tls) -> No
 
 
 def test_the_environments_proxy_carries_the_call_with_its_credentials(no_proxy_env, plain, proxy) -> None:
-    no_proxy_env.setenv("HTTP_PROXY", f"http://user%40corp:p%3Ass@127.0.0.1:{proxy.server_address[1]}")
+    at = f"127.0.0.1:{proxy.server_address[1]}"
+    no_proxy_env.setenv("HTTP_PROXY", f"http://user%40corp:p%3Ass@{at}")  # pragma: allowlist secret
     WeChatHttp().request(
         "GET", f"{plain.url}/cgi-bin/token", params={"a": "1"}, json_body=None, timeout=TIMEOUT
     )
@@ -205,3 +212,106 @@ def test_connections_are_kept_alive_between_calls(no_proxy_env, plain) -> None:
         client.request("GET", f"{plain.url}/x", params=None, json_body=None, timeout=TIMEOUT)
     assert len(plain.seen) == 3
     assert len({seen["peer"] for seen in plain.seen}) == 1  # one connection, one client port
+
+
+class ConnectProxy(http.server.ThreadingHTTPServer):
+    """An HTTPS proxy as corporate ones are: a ``CONNECT`` tunnel, its headers kept."""
+
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _Tunnel)
+        self.connects: list[dict[str, str]] = []
+
+
+class _Tunnel(http.server.BaseHTTPRequestHandler):
+    def do_CONNECT(self) -> None:
+        assert isinstance(self.server, ConnectProxy)
+        self.server.connects.append({"target": self.path, **{k.title(): v for k, v in self.headers.items()}})
+        host, port = self.path.rsplit(":", 1)
+        upstream = socket.create_connection((host, int(port)), timeout=5)
+        self.send_response(200, "Connection established")
+        self.end_headers()
+        self.wfile.flush()
+        sockets = [self.connection, upstream]
+        try:
+            while True:
+                readable, _, _ = select.select(sockets, [], [], 5)
+                if not readable:
+                    return
+                for source in readable:
+                    data = source.recv(65536)
+                    if not data:
+                        return
+                    (upstream if source is self.connection else self.connection).sendall(data)
+        finally:
+            upstream.close()
+
+    def log_message(self, *_: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def connect_proxy() -> Iterator[ConnectProxy]:
+    server = ConnectProxy()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_https_goes_through_the_proxys_tunnel_with_its_credentials(no_proxy_env, tls, connect_proxy) -> None:
+    # The production path: WeChat over TLS, through an egress proxy that wants a password.
+    server, cert_file = tls
+    no_proxy_env.setenv("REQUESTS_CA_BUNDLE", str(cert_file))
+    proxy_url = (
+        f"http://wxtoken:pr0xy@127.0.0.1:{connect_proxy.server_address[1]}"  # pragma: allowlist secret
+    )
+    client = WeChatHttp(proxy=proxy_url)
+    status, _ = client.request(
+        "GET", f"{server.url}/cgi-bin/token", params={"a": "1"}, json_body=None, timeout=TIMEOUT
+    )
+    assert status == 200
+    (connect,) = connect_proxy.connects
+    assert connect["target"] == f"127.0.0.1:{server.server_address[1]}"
+    assert base64.b64decode(connect["Proxy-Authorization"].removeprefix("Basic ")) == b"wxtoken:pr0xy"
+    (seen,) = server.seen
+    assert seen["target"] == "/cgi-bin/token?a=1"  # inside the tunnel: the origin's own form
+    assert "Proxy-Authorization" not in seen["headers"]  # the password stays with the proxy
+
+
+def test_a_parameter_whose_value_is_none_is_left_out(no_proxy_env, plain) -> None:
+    WeChatHttp().request(
+        "GET", f"{plain.url}/x", params={"a": "1", "b": None}, json_body=None, timeout=TIMEOUT
+    )
+    assert plain.seen[0]["target"] == "/x?a=1"
+
+
+def test_urllib3s_debug_lines_never_show_a_query(no_proxy_env, plain, caplog) -> None:
+    caplog.set_level(logging.DEBUG, logger="urllib3")
+    secret = "a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1a1"  # pragma: allowlist secret
+    WeChatHttp().request(
+        "GET", f"{plain.url}/cgi-bin/token", params={"secret": secret}, json_body=None, timeout=TIMEOUT
+    )
+    lines = [record.getMessage() for record in caplog.records if record.name.startswith("urllib3")]
+    assert any("/cgi-bin/token?<query not logged>" in line for line in lines), lines
+    assert not any(secret in line for line in lines)
+
+
+def test_a_dead_egress_proxy_is_known_to_have_sent_nothing(no_proxy_env) -> None:
+    # So a token call through it is retried like a refused connection, not as a maybe-mint.
+    api = WeChatAPI("http://127.0.0.1:1", proxy="http://127.0.0.1:9", max_attempts=1, read_timeout=1)
+    with pytest.raises(WeChatTransportError, match="could not connect to the egress proxy") as caught:
+        api.access_token("wx1111111111111111", "s" * 32, deadline=Deadline.after(5))
+    assert caught.value.maybe_processed is False
+    assert caught.value.processed_earlier is False
+
+
+def test_a_body_that_is_not_json_is_a_transport_error_not_a_crash(no_proxy_env, plain) -> None:
+    api = WeChatAPI(plain.url, max_attempts=1)
+    with pytest.raises(WeChatTransportError, match=r"failed \(TypeError\)"):
+        api.post("/x", {"when": object()}, deadline=Deadline.after(5))
+    assert plain.seen == []

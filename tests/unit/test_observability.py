@@ -341,12 +341,17 @@ def test_tracing_on_without_the_xray_sdk_warns_and_stays_off():
     assert "aws-xray-sdk is not installed" in result.stdout + result.stderr
 
 
-def test_tracing_never_patches_requests():
-    # requests' exception texts quote the token URL, whose query carries the AppSecret.
+def test_tracing_never_patches_wechats_http_calls():
+    # X-Ray's httplib patch records each request's URL, and the token URL's query carries the
+    # AppSecret: WeChat's calls (urllib3 on http.client) must stay unpatched, as requests did.
     pytest.importorskip("aws_xray_sdk")
-    code = PROBE + "import requests; print(type(requests.Session.request).__name__)"
+    code = PROBE + (
+        "import http.client, urllib3, requests\n"
+        "print(type(http.client.HTTPConnection._send_request).__name__,"
+        " type(urllib3.HTTPConnectionPool.urlopen).__name__, type(requests.Session.request).__name__)"
+    )
     result = run_python(code, WXTOKEN_TRACING="true", LAMBDA_TASK_ROOT="/var/task")
-    assert result.stdout.split()[-1] == "function"
+    assert result.stdout.split()[-3:] == ["function", "function", "function"]
 
 
 def test_a_metric_with_a_dimension_named_service_or_too_many_is_dropped(capsys):

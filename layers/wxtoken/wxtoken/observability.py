@@ -24,8 +24,8 @@ Metrics are CloudWatch EMF lines on stdout, in two kinds:
 Tracing is opt-in: ``Tracer()`` imports the X-Ray SDK, hundreds of milliseconds of every cold
 start, so ``tracer`` is a no-op with the same decorators unless ``WXTOKEN_TRACING=true``
 (the template's ``EnableTracing`` parameter sets it, with ``Tracing: Active``) and
-aws-xray-sdk is installed. Even then only botocore is patched: the exception texts of
-WeChat's HTTP library (urllib3) quote the token URL, whose query string carries the AppSecret.
+aws-xray-sdk is installed. Even then only botocore is patched: X-Ray's HTTP patch would
+record WeChat's request URLs, and the token URL's query string carries the AppSecret.
 
 Nothing here may fail a refresh or a webhook answer: a metric that cannot be written is
 dropped with a warning.
@@ -590,7 +590,7 @@ def _build_tracer() -> TracerAPI:
     try:
         from aws_lambda_powertools import Tracer
 
-        # Not urllib3 (WeChat's calls): its exception texts quote the token URL (and the AppSecret).
+        # Not http.client/urllib3 (WeChat's calls): X-Ray would record the token URL, AppSecret included.
         # WeChat calls are traced by capture_method on WeChatAPI._request instead.
         return cast(TracerAPI, Tracer(service=SERVICE, patch_modules=["botocore"]))
     except ImportError:

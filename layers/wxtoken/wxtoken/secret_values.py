@@ -42,7 +42,9 @@ class SecretString:
         *,
         max_age: float,
         boto3_session: Any = None,
-        clock: Callable[[], float] = time.monotonic,
+        # Wall time, as powertools' cache kept: a frozen Lambda sandbox's monotonic clock may
+        # not advance while it is frozen, and a rotated secret must take effect within max_age.
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.secret_id = secret_id
         self._max_age = max_age
@@ -80,6 +82,8 @@ class SecretString:
             code = exc.response.get("Error", {}).get("Code") if isinstance(exc.response, dict) else None
             raise SecretReadError(str(code or type(exc).__name__)) from None
         except BotoCoreError as exc:
+            raise SecretReadError(type(exc).__name__) from None
+        except Exception as exc:  # say, botocore's ValueError for a bad endpoint URL
             raise SecretReadError(type(exc).__name__) from None
         # A binary secret (SecretBinary) is read as UTF-8 text, as the provider gave it.
         value = answer.get("SecretString")

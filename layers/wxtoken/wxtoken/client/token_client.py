@@ -186,12 +186,13 @@ class TokenClient:
         *,
         store: TokenStore | None = None,
         invoke_budget: CallBudget = READER_REFRESH_INVOKE,
+        boto3_session: Any = None,
     ) -> TokenClient:
         """Like :meth:`from_env`, from settings already read (say, by the webhook, which passes
-        the store it already opened and its tighter ``invoke_budget`` for the refresh
-        function's invoke)."""
-        store = store if store is not None else open_store(settings)
-        wechat = build_wechat_api(settings)
+        the store it already opened, its tighter ``invoke_budget`` for the refresh function's
+        invoke, and the boto3 Session its other clients are made in)."""
+        store = store if store is not None else open_store(settings, boto3_session=boto3_session)
+        wechat = build_wechat_api(settings, boto3_session=boto3_session)
         requester: RefreshRequester
         if settings.refresh_function_name:
             requester = LambdaRefreshRequester(settings.refresh_function_name, budget=invoke_budget)

@@ -29,7 +29,7 @@ def build_refresher(
     return Refresher(
         settings=settings,
         store=open_store(settings, clock=clock, boto3_session=session),
-        wechat=build_wechat_api(settings),
+        wechat=build_wechat_api(settings, boto3_session=session),
         apps=apps
         or AppsSource(
             settings.required_apps_secret_id, max_age=settings.secret_cache_seconds, boto3_session=session

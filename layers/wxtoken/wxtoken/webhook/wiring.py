@@ -129,7 +129,9 @@ def build_webhook_runtime(
         from wxtoken.budget import REFRESH_INVOKE
         from wxtoken.client import TokenClient
 
-        return TokenClient.from_settings(settings, store=store, invoke_budget=REFRESH_INVOKE)
+        return TokenClient.from_settings(
+            settings, store=store, invoke_budget=REFRESH_INVOKE, boto3_session=session
+        )
 
     # Handlers share the token API's client (HandlerContext.tokens), built on first use.
     shared = _Once(tokens)

@@ -308,9 +308,11 @@ class WeChatAPI:
                     f"WeChat {path} did not answer within {timeout[1]:.1f}s", maybe_in_flight=True
                 ) from None
             except http_errors.ProxyError as exc:
-                # The proxy refused the connection: WeChat never saw the request. Anything
-                # else (its tunnel broke) may have reached WeChat.
-                refused = isinstance(exc.original_error, http_errors.NewConnectionError)
+                # urllib3 raises ProxyError only before it has connected to the proxy; a
+                # refused or timed-out connection to it (NewConnectionError, name resolution
+                # included, is a ConnectTimeoutError) certainly sent nothing. Anything else is
+                # taken as maybe sent. A tunnel that breaks later is a ProtocolError below.
+                refused = isinstance(exc.original_error, http_errors.ConnectTimeoutError)
                 what = "could not connect to the egress proxy" if refused else "the egress proxy failed"
                 raise WeChatTransportError(
                     f"{what} for {path}", maybe_processed=not refused, maybe_in_flight=not refused
@@ -319,7 +321,9 @@ class WeChatAPI:
                 raise WeChatTransportError(
                     f"connection to WeChat broke for {path}", maybe_in_flight=True
                 ) from None
-            except (http_errors.HTTPError, OSError, ValueError) as exc:
+            except (http_errors.HTTPError, OSError, ValueError, TypeError) as exc:
+                # TypeError/ValueError: a JSON body that does not encode (requests raised
+                # InvalidJSONError, a RequestException, mapped the same way).
                 raise WeChatTransportError(
                     f"request to WeChat {path} failed ({type(exc).__name__})"
                 ) from None

@@ -18,11 +18,17 @@ already loaded it. What requests added here is kept, by the same rules:
   call); no retries and no redirects (the retry loop is :mod:`wxtoken.wechat.api`'s).
 
 The environment is read once, when the transport is made (a Lambda's does not change).
+
+urllib3 logs each request's target at DEBUG, query string included: the token URL's carries
+the AppSecret, an API call's the access token. A filter on its logger drops every query
+string from those lines (the path stays), whoever turns DEBUG on.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import logging
 import os
 import threading
 import urllib.request
@@ -33,6 +39,22 @@ from urllib.parse import unquote, urlencode, urlsplit
 import urllib3
 
 _USER_AGENT = "wxtoken"
+
+
+class _QueryRedactor(logging.Filter):
+    """Drops the query string from every string argument of urllib3's log lines."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.args, tuple) and any(isinstance(arg, str) and "?" in arg for arg in record.args):
+            record.args = tuple(
+                f"{arg.partition('?')[0]}?<query not logged>" if isinstance(arg, str) and "?" in arg else arg
+                for arg in record.args
+            )
+        return True
+
+
+logging.getLogger("urllib3.connectionpool").addFilter(_QueryRedactor())
+
 _POOLS = 4
 _POOL_SIZE = 16
 
@@ -48,9 +70,11 @@ class WeChatHttp:
         self._proxy = proxy
         # {"https": url, "http": url, "all": url, "no": hosts}; lower-case names win.
         self._environ_proxies = {} if proxy else urllib.request.getproxies_environment()
+        bundle = env.get("REQUESTS_CA_BUNDLE") or env.get("CURL_CA_BUNDLE") or _certifi_bundle()
         self._pool_kw: dict[str, Any] = {
             "cert_reqs": "CERT_REQUIRED",
-            "ca_certs": env.get("REQUESTS_CA_BUNDLE") or env.get("CURL_CA_BUNDLE") or _certifi_bundle(),
+            # requests' rule too: a directory of hashed certificates, or one bundle file.
+            ("ca_cert_dir" if os.path.isdir(bundle) else "ca_certs"): bundle,
             "maxsize": _POOL_SIZE,
             "headers": {"User-Agent": _USER_AGENT},
         }
@@ -69,8 +93,10 @@ class WeChatHttp:
     ) -> tuple[int, bytes]:
         """One attempt: ``params`` go in the query string, ``json_body`` (unless ``None``)
         as a JSON body; ``timeout`` is (connect, read) seconds."""
-        if params:
-            url = f"{url}{'&' if urlsplit(url).query else '?'}{urlencode(params, doseq=True)}"
+        # requests' rule: a parameter whose value is None is left out.
+        query = {name: value for name, value in (params or {}).items() if value is not None}
+        if query:
+            url = f"{url}{'&' if urlsplit(url).query else '?'}{urlencode(query, doseq=True)}"
         headers: dict[str, str] = {}
         body: bytes | None = None
         if json_body is not None:
@@ -113,16 +139,29 @@ class WeChatHttp:
 
 def _bypasses(host: str, port: int | None, no_proxy: str) -> bool:
     """Whether ``NO_PROXY`` exempts the host, by requests' rule (``should_bypass_proxies``):
-    an entry the host, or the host with its port, ends with; ``*`` for every host."""
-    with_port = f"{host}:{port}" if port else host
-    entries = [entry for entry in no_proxy.replace(" ", "").split(",") if entry]
-    return any(entry == "*" or host.endswith(entry) or with_port.endswith(entry) for entry in entries)
+    an IPv4 host matches an entry that is the same address or a network holding it; a name
+    matches an entry it (or it with its port) ends with; ``*`` matches every host."""
+    entries = [entry.lower() for entry in no_proxy.replace(" ", "").split(",") if entry]
+    if "*" in entries:
+        return True
+    try:
+        address = ipaddress.IPv4Address(host)
+    except ValueError:
+        with_port = f"{host}:{port}" if port else host
+        return any(host.endswith(entry) or with_port.endswith(entry) for entry in entries)
+    for entry in entries:
+        try:
+            if address in ipaddress.IPv4Network(entry, strict=False):
+                return True
+        except ValueError:
+            continue  # a name, or not an address at all
+    return False
 
 
 def _proxy_auth(proxy: str) -> dict[str, str]:
     """``Proxy-Authorization`` from the URL's ``user:password@`` (percent-decoded)."""
     parts = urlsplit(proxy)
-    if parts.username is None:
+    if not parts.username:  # requests sends none without a user name
         return {}
     credentials = f"{unquote(parts.username)}:{unquote(parts.password or '')}"
     return dict(urllib3.make_headers(proxy_basic_auth=credentials))

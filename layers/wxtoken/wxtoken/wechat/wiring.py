@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import urlsplit
 
 from wxtoken.config import Settings
@@ -10,8 +11,9 @@ from wxtoken.secret_values import read_secret_string
 from wxtoken.wechat.api import WeChatAPI
 
 
-def build_wechat_api(settings: Settings) -> WeChatAPI:
-    """WeChat's API client; through the proxy in ``HTTPS_PROXY_SECRET_ID`` when one is named.
+def build_wechat_api(settings: Settings, *, boto3_session: Any = None) -> WeChatAPI:
+    """WeChat's API client; through the proxy in ``HTTPS_PROXY_SECRET_ID`` when one is named
+    (read in ``boto3_session``, the function's one Session, else boto3's default).
 
     Raises :class:`ConfigError` when that secret cannot be read or is not an http(s) URL.
     """
@@ -21,6 +23,7 @@ def build_wechat_api(settings: Settings) -> WeChatAPI:
             settings.https_proxy_secret_id,
             what="egress proxy secret",
             error=ConfigError,
+            boto3_session=boto3_session,
         ).strip()
         if urlsplit(proxy).scheme not in {"http", "https"} or not urlsplit(proxy).hostname:
             raise ConfigError("the egress proxy secret must hold an http:// or https:// proxy URL")
