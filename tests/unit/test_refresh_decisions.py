@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from wxtoken.errors import ForceRefreshRefusedError
+from wxtoken.refresh.refresher import RefreshReport
 from wxtoken.refresh.rules import (
     RefreshRequest,
     TokenState,
@@ -147,3 +148,13 @@ def test_next_force_quota(quota, now, count, refused):
 )
 def test_fetched_at_is_strictly_after_every_previous_record(now, previous, expected):
     assert fetched_at_after(now, *previous) == pytest.approx(expected)
+
+
+def test_a_refresh_report_compares_by_value_and_takes_its_fields_by_name():
+    # As the dataclass it was: the refresh function's result, and what tests compare.
+    failure = {"appid": "wx2", "error": "e"}
+    report = RefreshReport(refreshed=["wx1"], failed=[failure])
+    assert report == RefreshReport(["wx1"], [], [failure])
+    assert report != RefreshReport(refreshed=["wx1"])
+    assert report.as_dict() == {"refreshed": ["wx1"], "skipped": [], "failed": [failure]}
+    assert RefreshReport().platforms == {}

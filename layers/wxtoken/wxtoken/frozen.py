@@ -12,8 +12,9 @@ order, positionally or by name, with their class-level defaults (and ``__post_in
 called when defined); ``==`` between instances of the same class, field by field; a hash
 of the fields; a ``repr`` of the fields; ``dataclasses.FrozenInstanceError`` on any
 assignment or deletion; ``__match_args__``; pickling and ``copy``. Fields named in
-``_unhashed`` are compared but not hashed, those in ``_hidden`` are left out of ``repr``
-(``field(hash=False)`` and ``field(repr=False)``). Not provided: ``dataclasses.fields`` and
+``_unhashed`` are compared but not hashed, those in ``_uncompared`` neither compared nor
+hashed, those in ``_hidden`` left out of ``repr`` (``field(hash=False)``,
+``field(compare=False)`` and ``field(repr=False)``). Not provided: ``dataclasses.fields`` and
 ``dataclasses.replace``, which work on real dataclasses only.
 """
 
@@ -34,6 +35,8 @@ class Frozen:
     _fields: ClassVar[tuple[str, ...]] = ()
     _defaults: ClassVar[dict[str, Any]] = {}
     _unhashed: ClassVar[frozenset[str]] = frozenset()
+    _uncompared: ClassVar[frozenset[str]] = frozenset()
+    _compared: ClassVar[tuple[str, ...]] = ()
     _hidden: ClassVar[frozenset[str]] = frozenset()
     _positions: ClassVar[dict[str, int]] = {}
     _post_init: ClassVar[bool] = False
@@ -61,6 +64,7 @@ class Frozen:
         cls.__match_args__ = names  # type: ignore[misc]  # what a dataclass sets: match positionally
         cls._defaults = defaults
         cls._positions = {name: position for position, name in enumerate(names)}
+        cls._compared = tuple(name for name in names if name not in cls._uncompared)
         cls._post_init = hasattr(cls, "__post_init__")
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -99,10 +103,13 @@ class Frozen:
     def __eq__(self, other: object) -> bool:
         if other.__class__ is not self.__class__:
             return NotImplemented
+        if self._uncompared:
+            mine, theirs = self.__dict__, other.__dict__
+            return all(mine[name] == theirs[name] for name in self._compared)
         return self._values() == other._values()
 
     def __hash__(self) -> int:
-        unhashed = self._unhashed
+        unhashed = self._unhashed | self._uncompared
         return hash(tuple(self.__dict__[name] for name in self._fields if name not in unhashed))
 
     def __repr__(self) -> str:

@@ -141,6 +141,13 @@ class PlatformReport:
         self.component_seconds_left: float | None = None
         self.authorizer_min_seconds_left: float | None = None
 
+    __hash__ = None  # type: ignore[assignment]  # mutable, compared by value: as a dataclass
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return all(getattr(self, name) == getattr(other, name) for name in self.__slots__)
+
     def __repr__(self) -> str:
         return f"PlatformReport({self.component_appid!r}, {self.as_dict()!r})"
 

@@ -103,13 +103,25 @@ class RefreshReport:
     """
 
     __slots__ = ("failed", "platforms", "refreshed", "skipped")
+    __hash__ = None  # type: ignore[assignment]  # mutable, compared by value: as a dataclass
 
-    def __init__(self) -> None:
-        self.refreshed: list[str] = []
-        self.skipped: list[dict[str, str]] = []
-        self.failed: list[dict[str, str]] = []
+    def __init__(
+        self,
+        refreshed: list[str] | None = None,
+        skipped: list[dict[str, str]] | None = None,
+        failed: list[dict[str, str]] | None = None,
+        platforms: dict[str, dict[str, Any]] | None = None,
+    ) -> None:
+        self.refreshed = [] if refreshed is None else refreshed
+        self.skipped = [] if skipped is None else skipped
+        self.failed = [] if failed is None else failed
         # Per third-party platform (only when the apps secret has one): PlatformReport.as_dict().
-        self.platforms: dict[str, dict[str, Any]] = {}
+        self.platforms = {} if platforms is None else platforms
+
+    def __eq__(self, other: object) -> bool:
+        if other.__class__ is not self.__class__:
+            return NotImplemented
+        return all(getattr(self, name) == getattr(other, name) for name in self.__slots__)
 
     def __repr__(self) -> str:
         return f"RefreshReport({self.as_dict()!r})"
