@@ -23,7 +23,8 @@ from wxtoken.aws import MODELS, OPERATIONS
 
 
 def cut_model(full: dict[str, Any], operations: tuple[str, ...]) -> dict[str, Any]:
-    """``full`` with only ``operations`` and the shapes they reach; no documentation."""
+    """``full`` with only ``operations`` and the shapes they reach, every other top-level key
+    kept (say, ``clientContextParams``, which endpoint rules read), less the documentation."""
     missing = [name for name in operations if name not in full["operations"]]
     if missing:
         raise SystemExit(f"{full['metadata']['serviceId']} has no operation {', '.join(missing)}")
@@ -34,22 +35,25 @@ def cut_model(full: dict[str, Any], operations: tuple[str, ...]) -> dict[str, An
         name = pending.pop()
         if name in shapes:
             continue
-        shape = shapes[name] = _undocumented(full["shapes"][name])
+        shape = shapes[name] = _undocumented_shape(full["shapes"][name])
         pending.extend(_member_shapes(shape))
-    return {
-        "version": full["version"],
-        "metadata": full["metadata"],
-        "operations": kept_operations,
-        "shapes": dict(sorted(shapes.items())),
-    }
+    rest = {key: value for key, value in full.items() if key not in {"documentation", "operations", "shapes"}}
+    return {**rest, "operations": kept_operations, "shapes": dict(sorted(shapes.items()))}
 
 
-def _undocumented(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {key: _undocumented(item) for key, item in value.items() if key != "documentation"}
-    if isinstance(value, list):
-        return [_undocumented(item) for item in value]
-    return value
+def _undocumented(value: dict[str, Any]) -> dict[str, Any]:
+    """An operation, shape or member without its own ``documentation`` string."""
+    return {key: item for key, item in value.items() if key != "documentation"}
+
+
+def _undocumented_shape(shape: dict[str, Any]) -> dict[str, Any]:
+    cut = _undocumented(shape)
+    if "members" in cut:  # a member may be named "documentation": only their docs go
+        cut["members"] = {name: _undocumented(member) for name, member in cut["members"].items()}
+    for key in ("member", "key", "value"):  # list and map shapes
+        if key in cut:
+            cut[key] = _undocumented(cut[key])
+    return cut
 
 
 def _operation_shapes(operation: dict[str, Any]) -> Iterator[str]:

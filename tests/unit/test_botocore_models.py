@@ -89,6 +89,8 @@ def test_cutting_keeps_reached_shapes_only() -> None:
     full = {
         "version": "2.0",
         "metadata": {"protocol": "json"},
+        "clientContextParams": {"P": {"type": "string"}},
+        "documentation": "the service",
         "operations": {
             "Kept": {
                 "name": "Kept",
@@ -99,7 +101,11 @@ def test_cutting_keeps_reached_shapes_only() -> None:
             "Dropped": {"name": "Dropped", "input": {"shape": "Other"}},
         },
         "shapes": {
-            "In": {"type": "structure", "members": {"L": {"shape": "List"}}, "documentation": "d"},
+            "In": {
+                "type": "structure",
+                "members": {"L": {"shape": "List", "documentation": "d"}, "documentation": {"shape": "S"}},
+                "documentation": "d",
+            },
             "List": {"type": "list", "member": {"shape": "Map"}},
             "Map": {"type": "map", "key": {"shape": "S"}, "value": {"shape": "S"}},
             "S": {"type": "string"},
@@ -111,7 +117,12 @@ def test_cutting_keeps_reached_shapes_only() -> None:
     assert list(cut["operations"]) == ["Kept"]
     assert "documentation" not in cut["operations"]["Kept"]
     assert set(cut["shapes"]) == {"In", "List", "Map", "S", "Oops"}
-    assert "documentation" not in cut["shapes"]["In"]
+    assert cut["shapes"]["In"] == {
+        "type": "structure",
+        "members": {"L": {"shape": "List"}, "documentation": {"shape": "S"}},  # a member of that name stays
+    }
+    assert cut["clientContextParams"] == {"P": {"type": "string"}}  # endpoint rules may read it
+    assert "documentation" not in cut
 
 
 def test_the_functions_session_reads_the_cut_models(monkeypatch: pytest.MonkeyPatch) -> None:

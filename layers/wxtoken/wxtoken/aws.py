@@ -14,7 +14,14 @@ directory of its data path that has one (``AWS_DATA_PATH``, botocore's ``Loader`
 :func:`new_session` puts ``botocore_models/`` beside this file first: there each service's
 model holds only the operations of :data:`OPERATIONS`, with their shapes as botocore wrote
 them and without the documentation. Everything else (endpoint rules, paginators, the
-newest API version) still comes from the botocore that runs.
+newest API version) still comes from the botocore that runs. Two things follow: a model in
+``~/.aws/models`` comes after the cut ones (an ``AWS_DATA_PATH`` still comes first), and
+DynamoDB's endpoint discovery (``DescribeEndpoints``, off by default) is not available.
+
+The cut models come from the botocore of the development lock; Lambda's runtime brings its
+own, older or newer. A model is data every botocore reads alike as long as its protocol is
+one they all speak (``json`` for all three, which the test checks); an operation or shape
+trait an older botocore does not know is ignored by it, as in its own newer models.
 
 The cut models are written by ``make botocore-models`` (``devtools/botocore_models.py``)
 from the installed botocore; ``tests/unit/test_botocore_models.py`` fails when they differ
