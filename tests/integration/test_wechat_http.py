@@ -76,7 +76,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         pass
 
 
-def _serve(server: Recorder) -> Iterator[Recorder]:
+def _serve[Server: http.server.HTTPServer](server: Server) -> Iterator[Server]:
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
@@ -253,14 +253,7 @@ class _Tunnel(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def connect_proxy() -> Iterator[ConnectProxy]:
-    server = ConnectProxy()
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.shutdown()
-        server.server_close()
+    yield from _serve(ConnectProxy())
 
 
 def test_https_goes_through_the_proxys_tunnel_with_its_credentials(no_proxy_env, tls, connect_proxy) -> None:
