@@ -8,7 +8,7 @@ from dataclasses import FrozenInstanceError
 
 import pytest
 
-from wxtoken.frozen import Frozen
+from wxtoken.frozen import Frozen, SlotsRecord
 
 
 class Point(Frozen):
@@ -82,3 +82,22 @@ def test_a_field_without_a_default_after_one_with_is_refused() -> None:
         class Bad(Frozen):
             a: int = 0
             b: int
+
+
+class Tally(SlotsRecord):
+    __slots__ = ("count", "names")
+
+    def __init__(self, count: int = 0) -> None:
+        self.count = count
+        self.names: list[str] = []
+
+
+def test_a_slots_record_compares_by_value_and_is_unhashable() -> None:
+    first, second = Tally(), Tally()
+    assert first == second
+    second.names.append("wx1")
+    assert first != second
+    assert Tally(1) != Tally(2)
+    assert first != object()
+    with pytest.raises(TypeError):
+        hash(first)

@@ -52,6 +52,7 @@ from wxtoken.errors import (
     WeChatAPIError,
     WxTokenError,
 )
+from wxtoken.frozen import SlotsRecord
 from wxtoken.observability import (
     AUTHORIZER_MIN_SECONDS_TO_EXPIRY,
     AUTHORIZER_REFRESH_FAILED,
@@ -104,7 +105,7 @@ _FAR_FUTURE_SECONDS = 30 * 86400
 _IMPORT_LEASE_SECONDS = 90
 
 
-class PlatformReport:
+class PlatformReport(SlotsRecord):
     """What one run did for one platform (the refresh function's result, ``platforms``),
     filled in as it goes. A plain class: see :class:`~wxtoken.refresh.refresher.RefreshReport`."""
 
@@ -140,13 +141,6 @@ class PlatformReport:
         self.ticket_age: float | None = None
         self.component_seconds_left: float | None = None
         self.authorizer_min_seconds_left: float | None = None
-
-    __hash__ = None  # type: ignore[assignment]  # mutable, compared by value: as a dataclass
-
-    def __eq__(self, other: object) -> bool:
-        if other.__class__ is not self.__class__:
-            return NotImplemented
-        return all(getattr(self, name) == getattr(other, name) for name in self.__slots__)
 
     def __repr__(self) -> str:
         return f"PlatformReport({self.component_appid!r}, {self.as_dict()!r})"

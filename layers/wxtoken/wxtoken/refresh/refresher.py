@@ -43,7 +43,7 @@ from wxtoken.errors import (
     WeChatTransportError,
     WxTokenError,
 )
-from wxtoken.frozen import Frozen
+from wxtoken.frozen import Frozen, SlotsRecord
 from wxtoken.observability import (
     APPS_SECRET_INVALID,
     MIN_SECONDS_TO_EXPIRY,
@@ -95,7 +95,7 @@ _PROBE_SECONDS = 5.0
 _INTENT_TTL_SECONDS = 2 * 86400
 
 
-class RefreshReport:
+class RefreshReport(SlotsRecord):
     """What one run did, filled in as it goes: the refresh function's result (:meth:`as_dict`).
 
     A plain class, not a dataclass: the decorator's generated code cost about 1 ms of each
@@ -103,7 +103,6 @@ class RefreshReport:
     """
 
     __slots__ = ("failed", "platforms", "refreshed", "skipped")
-    __hash__ = None  # type: ignore[assignment]  # mutable, compared by value: as a dataclass
 
     def __init__(
         self,
@@ -117,11 +116,6 @@ class RefreshReport:
         self.failed = [] if failed is None else failed
         # Per third-party platform (only when the apps secret has one): PlatformReport.as_dict().
         self.platforms = {} if platforms is None else platforms
-
-    def __eq__(self, other: object) -> bool:
-        if other.__class__ is not self.__class__:
-            return NotImplemented
-        return all(getattr(self, name) == getattr(other, name) for name in self.__slots__)
 
     def __repr__(self) -> str:
         return f"RefreshReport({self.as_dict()!r})"
