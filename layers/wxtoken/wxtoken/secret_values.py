@@ -69,7 +69,7 @@ class SecretString:
             return value
 
     def _fetch(self) -> str:
-        from botocore.exceptions import BotoCoreError, ClientError
+        from botocore.exceptions import ClientError
 
         try:
             if self._client is None:
@@ -81,9 +81,7 @@ class SecretString:
         except ClientError as exc:
             code = exc.response.get("Error", {}).get("Code") if isinstance(exc.response, dict) else None
             raise SecretReadError(str(code or type(exc).__name__)) from None
-        except BotoCoreError as exc:
-            raise SecretReadError(type(exc).__name__) from None
-        except Exception as exc:  # say, botocore's ValueError for a bad endpoint URL
+        except Exception as exc:  # BotoCoreError; or, say, botocore's ValueError for a bad endpoint URL
             raise SecretReadError(type(exc).__name__) from None
         # A binary secret (SecretBinary) is read as UTF-8 text, as the provider gave it.
         value = answer.get("SecretString")
