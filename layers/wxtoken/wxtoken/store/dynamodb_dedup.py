@@ -6,9 +6,10 @@ wrote (``status``, the expiry the table's TTL reads, ``in_progress_expiration``,
 so containers of the previous version read it during a deploy. A claim is one conditional
 ``PutItem`` — written if there is no item, or it has expired, or it is in progress past its
 invocation's deadline — whose refusal returns the item found (``ALL_OLD``), so a retry costs
-no ``GetItem``. Completing is one ``UpdateItem``. Only ``PutItem``, ``UpdateItem`` and
-``DeleteItem`` are sent, on the record's own key, which is what the webhook's IAM policy
-allows (``dynamodb:LeadingKeys`` ``wxtoken-dedup#*`` on the token table).
+no ``GetItem``. Completing is one ``UpdateItem``, sent and not waited for
+(:mod:`wxtoken.store.unawaited_writes`): a first delivery waits for one round trip. Only
+``PutItem``, ``UpdateItem`` and ``DeleteItem`` are sent, on the record's own key, which is
+what the webhook's IAM policy allows (``dynamodb:LeadingKeys`` ``wxtoken-dedup#*`` on the token table).
 """
 
 from __future__ import annotations
@@ -22,8 +23,11 @@ from typing import Any
 
 from botocore.exceptions import BotoCoreError, ClientError
 
+from wxtoken.budget import DEDUP, CallBudget
 from wxtoken.errors import StoreError
+from wxtoken.observability import logger
 from wxtoken.store.base import COMPLETED, IN_PROGRESS, DedupClaim, DedupRecord, answer_data
+from wxtoken.store.unawaited_writes import UnawaitedWrites
 
 _REFUSED = "ConditionalCheckFailedException"
 _STATUS = "status"
@@ -40,12 +44,14 @@ _CONDITION = (
 class DynamoDBDedupRecords:
     """:class:`~wxtoken.store.base.DedupRecords` on ``table``: partition key ``key_attr``,
     TTL attribute ``expiry_attr``. ``client_factory`` builds the boto3 ``dynamodb`` client at
-    the first call (the timeouts of :data:`wxtoken.budget.DEDUP`)."""
+    the first call, with the timeouts of ``budget``, which the answers' unawaited writes
+    keep too."""
 
     def __init__(
         self,
         client_factory: Callable[[], Any],
         *,
+        budget: CallBudget = DEDUP,
         table: str,
         key_attr: str,
         expiry_attr: str,
@@ -53,6 +59,8 @@ class DynamoDBDedupRecords:
     ) -> None:
         self._client_factory = client_factory
         self._client: Any = None
+        self._budget = budget
+        self._answers: UnawaitedWrites | None = None
         self._lock = threading.Lock()
         self.table = table
         self._key_attr = key_attr
@@ -64,7 +72,16 @@ class DynamoDBDedupRecords:
         if self._client is None:
             with self._lock:
                 if self._client is None:
-                    self._client = self._client_factory()
+                    client = self._client_factory()
+                    self._answers = UnawaitedWrites(
+                        client,
+                        "UpdateItem",
+                        connect_timeout=self._budget.connect_timeout,
+                        read_timeout=self._budget.read_timeout,
+                        executor=_pool,
+                        on_failure=_answer_not_stored,
+                    )
+                    self._client = client
         return self._client
 
     def claim(self, claims: Sequence[DedupClaim]) -> list[DedupRecord | None]:
@@ -101,19 +118,28 @@ class DynamoDBDedupRecords:
         raise failed
 
     def complete(self, key: str, answer: str, expires_at: int) -> None:
-        self._call(
-            "UpdateItem",
-            lambda: self.client.update_item(
-                TableName=self.table,
-                Key={self._key_attr: {"S": key}},
-                UpdateExpression="SET #data = :data, #expiry = :expiry, #status = :status",
-                ExpressionAttributeNames={"#data": _DATA, "#expiry": self._expiry_attr, "#status": _STATUS},
-                ExpressionAttributeValues={
-                    ":data": {"S": answer_data(answer)},
-                    ":expiry": {"N": str(expires_at)},
-                    ":status": {"S": COMPLETED},
-                },
-            ),
+        """The answer's ``UpdateItem``, not waited for when it can be (see the module)."""
+        client = self.client
+        assert self._answers is not None  # made with the client
+        self._answers.send(
+            lambda: self._call(
+                "UpdateItem",
+                lambda: client.update_item(
+                    TableName=self.table,
+                    Key={self._key_attr: {"S": key}},
+                    UpdateExpression="SET #data = :data, #expiry = :expiry, #status = :status",
+                    ExpressionAttributeNames={
+                        "#data": _DATA,
+                        "#expiry": self._expiry_attr,
+                        "#status": _STATUS,
+                    },
+                    ExpressionAttributeValues={
+                        ":data": {"S": answer_data(answer)},
+                        ":expiry": {"N": str(expires_at)},
+                        ":status": {"S": COMPLETED},
+                    },
+                ),
+            )
         )
 
     def release(self, key: str) -> None:
@@ -193,6 +219,12 @@ def _pool() -> ThreadPoolExecutor:
         if _POOL is None:
             _POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="wxtoken-dedup")
         return _POOL
+
+
+def _answer_not_stored(error: str) -> None:
+    # Found with the next answer's write: a retry of that message is answered "success" until
+    # its in-progress record expires, then runs the handler again.
+    logger.warning("dedup answer not stored", extra={"error": error})
 
 
 def _string(value: Any) -> str | None:

@@ -18,9 +18,10 @@ message on Redis. Here the binding is written completed at once (its answer is k
 content's digest) in the same round trip as the message's in-progress claim — one pipeline
 on Redis — so a first delivery costs two round trips on Redis and three calls on DynamoDB.
 Since then a first delivery waits for less: on Redis one round trip (the answer's ``SET`` is
-sent and its reply read with the next claim, :mod:`wxtoken.store.redis_dedup`), on DynamoDB two
-calls' time (the binding's and the message's ``PutItem`` sent together,
-:mod:`wxtoken.store.dynamodb_dedup`).
+sent and its reply read with the next claim, :mod:`wxtoken.store.redis_dedup`), and on DynamoDB
+one call's time too (the binding's and the message's ``PutItem`` sent together, the answer's
+``UpdateItem`` sent and its response read with the next answer's, :mod:`wxtoken.store.
+dynamodb_dedup` and :mod:`wxtoken.store.unawaited_writes`).
 After (same benchmark, 15 rounds, the two versions alternated): wechatpy / wxtoken went from
 0.45x to 0.70-0.73x on Redis and from 0.48-0.50x to 0.64-0.75x on DynamoDB (docs/measured.md).
 
