@@ -31,6 +31,7 @@ import itertools
 import json
 import os
 import shutil
+import statistics
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -52,6 +53,12 @@ from bench.harness import (
 from bench.webhook_roundtrip import wechatpy_version
 
 TARGET = 1.2  # wechatpy's time (with its dedup) / wxtoken's time (with its dedup)
+# DynamoDB only: both sides again through two relays that make every round trip longer by
+# twice these, to count the round trips each waits for (see ``_measure_dynamodb``).
+ADDED_ONE_WAY_SECONDS = (0.005, 0.015)
+# DynamoDB's latency per request, as AWS states it ("single-digit millisecond"), for the model.
+MODEL_LATENCIES_MS = (2.0, 4.0, 8.0)
+CPU_CALLS = 40  # requests per CPU-time sample
 TOKEN_TABLE = "wxtoken-tokens"
 BURST_SECONDS = 0.2
 IN_PROGRESS_MS = 15_000  # the baseline's in-progress marker: a Lambda's time limit, about
@@ -92,7 +99,10 @@ class Deliveries:
 class Backend:
     """One store's two subjects: the deployed webhook and wechatpy with the same dedup."""
 
-    def __init__(self, services: Services, kind: str, redis_url: str | None = None) -> None:
+    def __init__(
+        self, services: Services, kind: str, redis_url: str | None = None, *, endpoint_url: str | None = None
+    ) -> None:
+        """``endpoint_url``: where both sides reach AWS (default: the moto server)."""
         from devtools.wechat.player import apigw_event
 
         self.kind = kind
@@ -101,6 +111,8 @@ class Backend:
             env = {**services.env("ssm"), "TOKEN_STORE": "redis", "REDIS_URL": str(redis_url)}
         else:
             env = services.env("dynamodb", TOKEN_TABLE=TOKEN_TABLE)
+        if endpoint_url:
+            env["AWS_ENDPOINT_URL"] = endpoint_url
         env["POWERTOOLS_LOG_LEVEL"] = "INFO"  # the template's default LogLevel
         os.environ.update(env)
         from tests.fixtures.lambda_context import load_handler
@@ -122,7 +134,11 @@ class Backend:
             self._redis = redis.Redis.from_url(str(redis_url))
             self._dedup: Callable[[str, Callable[[], str]], str] = self._redis_dedup
         else:
-            self._dynamodb = services.client("dynamodb")
+            import boto3
+
+            self._dynamodb = boto3.client(
+                "dynamodb", endpoint_url=endpoint_url or services.moto_endpoint, region_name="us-east-1"
+            )
             self._dedup = self._dynamodb_dedup
 
         if kind == "dynamodb":
@@ -312,6 +328,9 @@ def measure(
             backend = Backend(services, kind, redis_url)
             try:
                 backend.size_pools()
+                if kind == "dynamodb":
+                    results[kind] = _measure_dynamodb(services, backend, rounds)
+                    continue
                 timings = interleaved(backend.subjects(), rounds=rounds, burst_seconds=BURST_SECONDS)
                 dry = backend.wxtoken_requests.ran_dry + backend.wechatpy_requests.ran_dry
                 ours, theirs = backend.calls_per_request()
@@ -319,6 +338,71 @@ def measure(
             finally:
                 backend.close()
     return results
+
+
+def _measure_dynamodb(services: Services, backend: Backend, rounds: int) -> dict[str, float]:
+    """The moto figures, and what the model needs: each side's CPU per request, and the round
+    trips it waits for. Those are counted by time: both sides again, interleaved with the
+    first pair, through two relays (:mod:`bench.latency_relay`) that add ``2 * d`` to every
+    round trip for each ``d`` of :data:`ADDED_ONE_WAY_SECONDS`; what a request gains from the
+    first relay to the second, over what a round trip gains, is its number of round trips
+    waited for (a difference, so the relays' own cost per request cancels)."""
+    from bench.latency_relay import latency_relay
+
+    near, far = ADDED_ONE_WAY_SECONDS
+    with (
+        latency_relay(services.moto_endpoint, near) as near_url,
+        latency_relay(services.moto_endpoint, far) as far_url,
+    ):
+        slowed = {"near": Backend(services, "dynamodb", endpoint_url=near_url)}
+        slowed["far"] = Backend(services, "dynamodb", endpoint_url=far_url)
+        subjects = dict(backend.subjects())
+        for label, twin in slowed.items():
+            twin.size_pools()
+            subjects.update({f"{name} {label}": subject for name, subject in twin.subjects().items()})
+        timings = interleaved(subjects, rounds=rounds, burst_seconds=BURST_SECONDS)
+        dry = sum(
+            b.wxtoken_requests.ran_dry + b.wechatpy_requests.ran_dry for b in (backend, *slowed.values())
+        )
+    cpu = _cpu_per_request(backend, rounds)
+    ours, theirs = backend.calls_per_request()
+    added = 2 * (far - near)
+    return {
+        "wxtoken": timings["wxtoken"],
+        "wechatpy": timings["wechatpy"],
+        "wxtoken_waits": (timings["wxtoken far"] - timings["wxtoken near"]) / added,
+        "wechatpy_waits": (timings["wechatpy far"] - timings["wechatpy near"]) / added,
+        "wxtoken_cpu": cpu["wxtoken"],
+        "wechatpy_cpu": cpu["wechatpy"],
+        "ran_dry": float(dry),
+        "calls": ours,
+        "baseline_calls": theirs,
+    }
+
+
+def _cpu_per_request(backend: Backend, rounds: int) -> dict[str, float]:
+    """Median CPU seconds per request of each side in this process (every thread; moto runs in
+    a process of its own), in interleaved samples of ``CPU_CALLS`` requests."""
+    samples: dict[str, list[float]] = {"wxtoken": [], "wechatpy": []}
+    for _ in range(rounds):
+        for name, subject in backend.subjects().items():
+            if subject.before:
+                subject.before()
+            started = time.process_time()
+            for _ in range(CPU_CALLS):
+                subject.fn()
+            samples[name].append((time.process_time() - started) / CPU_CALLS)
+    return {name: statistics.median(values) for name, values in samples.items()}
+
+
+def dynamodb_model(t: dict[str, float], latency_ms: float) -> float:
+    """wechatpy / wxtoken at DynamoDB's latency: each side's CPU per request plus the round
+    trips it waits for, each ``latency_ms``, all measured but the latency. moto's own time is
+    left out: it answers one request at a time in 4–5 ms of CPU on the benchmark's two
+    cores, where DynamoDB answers requests in parallel within its latency."""
+    latency = latency_ms / 1000
+    theirs = t["wechatpy_cpu"] + t["wechatpy_waits"] * latency
+    return theirs / (t["wxtoken_cpu"] + t["wxtoken_waits"] * latency)
 
 
 def figures(rounds: int = 9) -> list[Figure]:
@@ -345,7 +429,30 @@ def figures(rounds: int = 9) -> list[Figure]:
         if t["ran_dry"]:
             note += f"; {t['ran_dry']:.0f} requests made inside the timing"
         out.append(Figure(label, f"{ratio:.2f}x", f">= {TARGET:.1f}x", ratio >= TARGET, note))
+        if kind == "dynamodb":
+            out.append(_model_figure(name, t))
     return out
+
+
+def _model_figure(name: str, t: dict[str, float]) -> Figure:
+    models = {latency: dynamodb_model(t, latency) for latency in MODEL_LATENCIES_MS}
+    near, far = (2 * d * 1e3 for d in ADDED_ONE_WAY_SECONDS)
+    note = (
+        f"modelled, not measured against DynamoDB: CPU per request wxtoken {t['wxtoken_cpu'] * 1e6:.0f} µs, "
+        f"wechatpy {t['wechatpy_cpu'] * 1e6:.0f} µs; round trips waited for per request wxtoken "
+        f"{t['wxtoken_waits']:.2f}, wechatpy {t['wechatpy_waits']:.2f} (round trips made "
+        f"{near:.0f} and {far:.0f} ms longer); at "
+        + ", ".join(f"{latency:.0f} ms {ratio:.2f}x" for latency, ratio in models.items())
+        + " per DynamoDB request"
+    )
+    lowest = models[min(models)]
+    return Figure(
+        f"{name} (DynamoDB at {min(models):.0f}-{max(models):.0f} ms a request, model)",
+        f"{lowest:.2f}x",
+        f">= {TARGET:.1f}x",
+        None,
+        note,
+    )
 
 
 def main() -> None:
@@ -372,6 +479,17 @@ def main() -> None:
         print(
             f"{'':10} store {unit} per request: wxtoken {t['calls']:.1f}, wechatpy {t['baseline_calls']:.1f}"
         )
+        if kind == "dynamodb":
+            print(
+                f"{'':10} CPU µs per request: wxtoken {t['wxtoken_cpu'] * 1e6:.0f}, wechatpy "
+                f"{t['wechatpy_cpu'] * 1e6:.0f}; round trips waited for: wxtoken {t['wxtoken_waits']:.2f}, "
+                f"wechatpy {t['wechatpy_waits']:.2f}"
+            )
+            for latency in MODEL_LATENCIES_MS:
+                print(
+                    f"{'':10} model at {latency:.0f} ms a DynamoDB request: "
+                    f"{dynamodb_model(t, latency):.2f}x (CPU + round trips; not measured on DynamoDB)"
+                )
     micros = {k: {n: round(t[n] * 1e6, 1) for n in ("wxtoken", "wechatpy")} for k, t in results.items()}
     print(json.dumps(micros))
 

@@ -6,6 +6,7 @@ a relay that can hold DynamoDB's responses or cut the connection."""
 
 from __future__ import annotations
 
+import contextlib
 import select
 import socket
 import threading
@@ -19,6 +20,8 @@ import pytest
 from tests.fixtures.aws import AWS, REGION, TOKEN_TABLE, create_token_table
 from tests.fixtures.lambda_context import FakeLambdaContext
 from wxtoken.budget import DEDUP
+from wxtoken.errors import StoreError
+from wxtoken.store.base import DedupClaim
 from wxtoken.store.dynamodb_dedup import DynamoDBDedupRecords
 from wxtoken.store.dynamodb_store import DynamoDBTokenStore
 from wxtoken.webhook.dedup import StoreDeduplicator, store_deduplicator
@@ -176,13 +179,14 @@ def test_a_first_delivery_returns_before_dynamodb_answers_its_answers_write(
     assert _stored(aws, dedup, f"{APPID}:msg:1")["data"]["S"] == '{"answer": "<xml>one</xml>"}'
 
     # And when that response never comes, the next delivery waits for it no longer than a
-    # read's timeout, logs the write as not known to be stored, and still stores its own
+    # read's timeout, then sends that write again through botocore (which would have retried
+    # it), and stores its own answer too
     relay.hold_updates = False
     assert dedup.once(f"{APPID}:msg:2", lambda: "<xml>two</xml>") == "<xml>two</xml>"
-    not_stored = [r for r in caplog.records if r.getMessage() == "dedup answer not stored"]
-    assert [getattr(r, "error", None) for r in not_stored] == ["TimeoutError"]
+    assert not [r for r in caplog.records if r.getMessage() == "dedup answer not stored"]
     relay.release()
     assert _stored(aws, dedup, f"{APPID}:msg:2")["status"]["S"] == "COMPLETED"
+    assert _stored(aws, dedup, f"{APPID}:msg:1")["status"]["S"] == "COMPLETED"
 
 
 def test_a_retry_in_another_container_gets_the_answer_written_unawaited(
@@ -261,3 +265,24 @@ def test_behind_a_proxy_every_answer_is_sent_by_botocore(aws: AWS, relay: Holdin
         assert _stored(aws, dedup, f"{APPID}:msg:{n}")["status"]["S"] == "COMPLETED"
     assert records._answers is not None
     assert not records._answers.wait_ready(0.5)
+
+
+def test_a_refusal_is_logged_with_the_next_claim_once_its_response_has_come(
+    aws: AWS, dedup: StoreDeduplicator, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Given a warm container whose table then disappears, and an answer written to it
+    _warm(dedup)
+    records = _records(dedup)
+    aws.client("dynamodb").delete_table(TableName=TOKEN_TABLE)
+    records.complete(dedup._stored_key("late"), "<xml>lost</xml>", int(time.time()) + 60)
+
+    # When claims come (the next write does not), the refusal is read with one of them once
+    # DynamoDB's response is there: polled, since the claim never waits for it
+    deadline = time.monotonic() + 5
+    while not [r for r in caplog.records if r.getMessage() == "dedup answer not stored"]:
+        assert time.monotonic() < deadline, "the refusal was never read"
+        with contextlib.suppress(StoreError):  # the table is gone: the claim fails too
+            records.claim([DedupClaim(dedup._stored_key("next"), int(time.time()) + 60, None)])
+        time.sleep(0.01)
+    refused = [r for r in caplog.records if r.getMessage() == "dedup answer not stored"]
+    assert [getattr(r, "error", None) for r in refused] == ["ResourceNotFoundException"]

@@ -96,6 +96,8 @@ class DynamoDBDedupRecords:
         write units and, with its two phases, about the time of the two writes it replaces.
         boto3's clients are thread-safe.
         """
+        if self._answers is not None:
+            self._answers.poll()  # the last answer's response, if it has come
         if len(claims) < 2:
             return [self._claim(claim) for claim in claims]
         others = [_pool().submit(self._claim, claim) for claim in claims[1:]]

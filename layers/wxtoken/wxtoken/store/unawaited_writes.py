@@ -16,7 +16,10 @@ moment it would go on the wire: its ``before-send`` event, where botocore's stub
 answer requests, hands it here. Its bytes are written on a connection held here, and botocore
 gets a stand-in response (``200 {}``, what ``UpdateItem`` without ``ReturnValues`` returns).
 HTTP/1.1 answers in order on a connection, so the real response is read before the next
-request is written on it; a refusal is reported then, through ``on_failure``. The bytes
+request is written on it, or sooner, at the next claim, if it has come (:meth:`poll`); a
+refusal is reported then, through ``on_failure``. A server that ends each connection with
+its response (moto does; DynamoDB keeps them) gets the next connection opened while the
+response is owed. The bytes
 leave in the ``send`` (``TCP_NODELAY``), before the invocation returns and Lambda freezes the
 container.
 
@@ -32,8 +35,14 @@ Handed over only when that is safe, else botocore sends it and waits, as before:
 - the body is bytes. A write whose sending failed goes through botocore: it sets the same
   values again, so twice is harmless.
 
-Given up: a refused write (throttled, say) is logged with the next one, not in the invocation
-that sent it, and botocore's retries do not apply to it. The answer is returned either way,
+A write whose response never came (the connection broke, or no answer within the read
+timeout), or that was refused for a reason botocore retries (throttling, a 5xx), is sent
+again through botocore, waited for, once it is found out: after the next write, or with the
+next claim. A connection idle for more than :data:`MAX_IDLE_SECONDS` is not written on (a
+NAT or the server may have dropped it without a word).
+
+Given up: a write refused for good is logged with the next one, not in the invocation that
+sent it, and a write sent again is sent from a later invocation. The answer is returned either way,
 as it was when the write failed before; its record stays in progress until it expires, and a
 retry meanwhile is answered ``success``. Under moto's in-process ``mock_aws`` every
 ``before-send`` handler runs and moto's answer, registered first, is the one botocore takes.
@@ -48,14 +57,32 @@ import os
 import socket
 import ssl
 import threading
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 from urllib.parse import urlsplit
 
 from botocore.awsrequest import AWSResponse
+from urllib3.util.wait import wait_for_read
+
+from wxtoken.errors import StoreError
 
 _Origin = tuple[str, str, int]  # scheme, host, port
+# A connection idle longer is not written on (the write goes through botocore, and another
+# opens): a server or a NAT may have dropped it silently (NAT gateways after 350 s), and a
+# write on it would be lost; what ``_closed`` sees is only a close that has arrived.
+MAX_IDLE_SECONDS = 30.0
+OPEN_RETRY_SECONDS = 60.0
+# Refusals botocore retries (its standard mode's throttling codes that DynamoDB sends).
+_RETRYABLE = frozenset(
+    {
+        "ThrottlingException",
+        "ProvisionedThroughputExceededException",
+        "RequestLimitExceeded",
+        "InternalServerError",
+    }
+)
 # What UpdateItem (or PutItem, DeleteItem) answers without ReturnValues: an empty object.
 _STAND_IN_BODY = b"{}"
 
@@ -89,6 +116,15 @@ class UnawaitedWrites:
         self._unread = False  # a response owed on the connection
         self._tls: ssl.SSLContext | None = None
         self._first_seen = False  # the container's first write, in its cold start
+        self._answered_on_it = False  # a response was read on the connection (see poll)
+        self._url: str | None = None  # the last write's, to open the next connection for
+        # The server ended the connection with its last response (moto does; DynamoDB keeps
+        # them): the next connection opens as soon as a write is owed.
+        self._ends_each = False
+        self._last_used = 0.0  # wall clock: a frozen container's monotonic clock stands still
+        self._open_failed_at = 0.0
+        self._owed_call: Callable[[], Any] | None = None  # the owed write, to send it again
+        self._to_resend: Callable[[], Any] | None = None
         service = client.meta.service_model.service_id.hyphenize()
         # Last: a stub registered before (moto's) answers first.
         client.meta.events.register_last(f"before-send.{service}.{operation}", self._hand_over)
@@ -108,18 +144,44 @@ class UnawaitedWrites:
 
     def send(self, call: Callable[[], Any]) -> Any:
         """``call()``, a call of the operation on the client; its request goes out unawaited
-        when it can (botocore then returns the stand-in response)."""
-        self._local.unawaited = True
+        when it can (botocore then returns the stand-in response). A previous write found
+        lost or refused for a reason botocore would have retried is sent again first."""
+        self._local.unawaited, self._local.call = True, call
         try:
             return call()
         finally:
-            self._local.unawaited = False
+            self._local.unawaited, self._local.call = False, None
+            self._resend()
 
     def close(self) -> None:
         """Reads the response owed, if any, and closes the connection."""
         with self._lock:
             self._read_owed()
             self._close()
+            self._url = None
+        self._resend()
+
+    def poll(self) -> None:
+        """Reads the response owed if it has come, and never waits for one: a refusal is
+        reported sooner, and when the server ends the connection with it the next opens before
+        the next write. Called with each claim. Not on a TLS connection's first response: a
+        session ticket makes the socket readable before it. A response only partly there is
+        waited for (a few hundred bytes: it comes in one segment)."""
+        if not self._unread:
+            return
+        with self._lock:
+            connection = self._connection
+            if not self._unread or connection is None or connection.sock is None:
+                return
+            if isinstance(connection.sock, ssl.SSLSocket) and not self._answered_on_it:
+                return
+            try:
+                readable = wait_for_read(connection.sock, timeout=0)
+            except OSError:
+                return  # left for the next write, which reads it whatever happens
+            if readable:
+                self._read_owed()
+        self._resend()
 
     # --- botocore's before-send -------------------------------------------------------------
     def _hand_over(self, request: Any, **_: Any) -> AWSResponse | None:
@@ -137,50 +199,98 @@ class UnawaitedWrites:
             except (OSError, http.client.HTTPException):
                 self._close()
                 return None  # botocore sends it again, whole
-            self._unread = True
+            self._unread, self._url, self._last_used = True, request.url, time.time()
+            self._owed_call = getattr(self._local, "call", None)
+            if self._ends_each:  # the next write's connection opens while this one is owed
+                self._start_opening(request.url)
         return AWSResponse(request.url, 200, {}, _Body(_STAND_IN_BODY))
 
     # --- the connection ---------------------------------------------------------------------
     def _read_owed(self) -> None:
-        """Reads the last write's response; reports it when it is not a success."""
+        """Reads the last write's response; reports it when it is not a success. When the
+        connection ends with it, the next one starts opening, for the next write."""
         if not self._unread or self._connection is None:
             return
         self._unread = False
         try:
             response = self._connection.getresponse()
             body = response.read()
-        except (OSError, http.client.HTTPException) as exc:
+        except (OSError, http.client.HTTPException):
+            # No answer: whether it was written is unknown, and botocore would send it again.
             self._close()
-            self._on_failure(type(exc).__name__)  # sent, and whether it was written is unknown
+            self._to_resend, self._owed_call = self._owed_call, None
+        else:
+            self._answered_on_it, self._last_used = True, time.time()
+            code = _error_code(body) if response.status >= 300 else None
+            if response.status >= 500 or code in _RETRYABLE:
+                self._to_resend = self._owed_call  # as botocore's retries would
+            elif response.status >= 300:
+                self._on_failure(code or f"HTTP{response.status}")
+            self._owed_call = None
+            self._ends_each = response.will_close
+            if response.will_close:
+                self._close()
+        if self._connection is None and self._url is not None:
+            self._start_opening(self._url)
+
+    def _resend(self) -> None:
+        """Sends the write found lost or refused again, through botocore, waiting for it (its
+        retries apply), outside the lock and the hand-over: once, then it is reported."""
+        with self._lock:
+            call, self._to_resend = self._to_resend, None
+        if call is None:
             return
-        if response.status >= 300:
-            self._on_failure(_error_code(body) or f"HTTP{response.status}")
-        if response.will_close:
-            self._close()
+        unawaited, self._local.unawaited = getattr(self._local, "unawaited", False), False
+        try:
+            call()
+        except Exception as exc:  # reported, never raised into another delivery
+            self._on_failure(str(exc) if isinstance(exc, StoreError) else type(exc).__name__)
+        finally:
+            self._local.unawaited = unawaited
 
     def _idle_connection(self, url: str) -> http.client.HTTPConnection | None:
         """The open connection to ``url``'s origin, or ``None`` (then one is opening)."""
-        parts = urlsplit(url)
-        scheme = parts.scheme.lower()
-        origin = (scheme, parts.hostname or "", parts.port or (443 if scheme == "https" else 80))
-        if self._connection is not None and (origin != self._origin or _closed(self._connection)):
+        origin = _origin(url)
+        if self._connection is not None and (
+            origin != self._origin
+            or time.time() - self._last_used > MAX_IDLE_SECONDS
+            or _closed(self._connection)
+        ):
             self._close()
+        if self._connection is None:
+            self._take_opened(origin)
         if self._connection is not None:
             return self._connection
-        if self._opening is not None and self._opening[1].done():
-            opened_for, opening = self._opening
-            self._opening = None
-            if opening.exception() is None and opened_for == origin:
-                self._connection, self._origin = opening.result(), origin
-                if not _closed(self._connection):
-                    return self._connection
-                self._close()
         if not self._first_seen:
             self._first_seen = True
             return None
-        if self._opening is None and self._direct(url) and scheme in ("http", "https"):
-            self._opening = (origin, self._executor().submit(self._open, origin))
+        self._start_opening(url)
         return None
+
+    def _take_opened(self, origin: _Origin) -> None:
+        """The connection opened on the worker thread, if it is there, for ``origin``, and open."""
+        if self._opening is None or not self._opening[1].done():
+            return
+        opened_for, opening = self._opening
+        self._opening = None
+        if opening.exception() is not None:
+            self._open_failed_at = time.time()
+            return
+        connection = opening.result()
+        if opened_for != origin or _closed(connection):
+            connection.close()
+            return
+        self._connection, self._origin, self._answered_on_it = connection, origin, False
+        self._last_used = time.time()
+
+    def _start_opening(self, url: str) -> None:
+        """Opens a connection on a worker thread, unless one is opening, or one failed to open
+        in the last minute (a CA bundle botocore has and this code does not find, say)."""
+        origin = _origin(url)
+        if time.time() - self._open_failed_at < OPEN_RETRY_SECONDS:
+            return
+        if self._opening is None and origin[0] in ("http", "https") and self._direct(url):
+            self._opening = (origin, self._executor().submit(self._open, origin))
 
     def _open(self, origin: _Origin) -> http.client.HTTPConnection:
         scheme, host, port = origin
@@ -225,6 +335,12 @@ class UnawaitedWrites:
         connection, self._connection, self._origin, self._unread = self._connection, None, None, False
         if connection is not None:
             connection.close()
+
+
+def _origin(url: str) -> _Origin:
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    return scheme, parts.hostname or "", parts.port or (443 if scheme == "https" else 80)
 
 
 def _closed(connection: http.client.HTTPConnection) -> bool:
