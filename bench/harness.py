@@ -239,9 +239,18 @@ def _moto_server(entry: Callable[[Any], None] | None = None) -> Iterator[str]:
     # conditional put must stay atomic for the lease), in a process of its own.
     from devtools.sam.moto_server import serve_moto_forever
 
+    with server_process(entry or serve_moto_forever) as url:
+        yield url
+
+
+@contextlib.contextmanager
+def server_process(entry: Callable[..., None], *args: Any) -> Iterator[str]:
+    """``http://127.0.0.1:<port>`` of a server run by ``entry(port_out, *args)`` in a spawned
+    process of its own (its work neither counted in the benchmark's CPU nor holding its GIL),
+    which reports its port on ``port_out``; stopped on exit."""
     context = multiprocessing.get_context("spawn")
     port_out = context.Queue()
-    process = context.Process(target=entry or serve_moto_forever, args=(port_out,), daemon=True)
+    process = context.Process(target=entry, args=(port_out, *args), daemon=True)
     process.start()
     try:
         yield f"http://127.0.0.1:{port_out.get(timeout=60)}"

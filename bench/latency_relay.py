@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import multiprocessing
 from collections.abc import Iterator
 from typing import Any
 
@@ -63,13 +62,8 @@ def _main(port_out: Any, upstream: tuple[str, int], delay: float) -> None:
 def latency_relay(upstream_url: str, one_way_seconds: float) -> Iterator[str]:
     """``http://127.0.0.1:<port>`` relayed to ``upstream_url`` (``http://host:port``), each
     way ``one_way_seconds`` late."""
+    from bench.harness import server_process
+
     host, _, port = upstream_url.removeprefix("http://").rstrip("/").partition(":")
-    context = multiprocessing.get_context("spawn")
-    port_out = context.Queue()
-    process = context.Process(target=_main, args=(port_out, (host, int(port)), one_way_seconds), daemon=True)
-    process.start()
-    try:
-        yield f"http://127.0.0.1:{port_out.get(timeout=60)}"
-    finally:
-        process.terminate()
-        process.join(timeout=10)
+    with server_process(_main, (host, int(port)), one_way_seconds) as url:
+        yield url

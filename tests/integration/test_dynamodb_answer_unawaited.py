@@ -19,7 +19,7 @@ import pytest
 
 from tests.fixtures.aws import AWS, REGION, TOKEN_TABLE, create_token_table
 from tests.fixtures.lambda_context import FakeLambdaContext
-from wxtoken.budget import DEDUP
+from wxtoken.budget import DEDUP, CallBudget
 from wxtoken.errors import StoreError
 from wxtoken.store.base import DedupClaim
 from wxtoken.store.dynamodb_dedup import DynamoDBDedupRecords
@@ -109,9 +109,13 @@ def dedup(aws: AWS, relay: HoldingRelay) -> StoreDeduplicator:
     create_token_table(aws)
     store = DynamoDBTokenStore(_client(relay.url), table=TOKEN_TABLE)
     backend = store.dedup_backend()
+    # DEDUP's timeouts but a longer read: on a loaded machine moto may take more than DEDUP's
+    # 0.3 s, and a claim botocore sent again would find its own first write in progress.
+    budget = CallBudget(connect_timeout=DEDUP.connect_timeout, read_timeout=2.0, attempts=DEDUP.attempts)
     backend.records._client_factory = lambda: _client(  # type: ignore[attr-defined]
-        relay.url, config=DEDUP.botocore_config()
+        relay.url, config=budget.botocore_config()
     )
+    backend.records._budget = budget  # type: ignore[attr-defined]
     dedup = store_deduplicator(backend, expires_after_seconds=3600)
     dedup.register_context(FakeLambdaContext(function_name="wxtoken-webhook", remaining_seconds=6))
     return dedup
