@@ -154,6 +154,16 @@ def _warm(dedup: StoreDeduplicator) -> None:
     assert answers.wait_ready(5), "the answers' connection never opened"
 
 
+def _answer_into_a_deleted_table(aws: AWS, dedup: StoreDeduplicator) -> DynamoDBDedupRecords:
+    """A warm container's records, an answer handed over after the table was deleted: its
+    refusal is owed, not yet read."""
+    _warm(dedup)
+    records = _records(dedup)
+    aws.client("dynamodb").delete_table(TableName=TOKEN_TABLE)
+    records.complete(dedup._stored_key("late"), "<xml>lost</xml>", int(time.time()) + 60)
+    return records
+
+
 def _in_thread(call: Callable[[], str]) -> tuple[threading.Event, list[str]]:
     done, out = threading.Event(), []
 
@@ -211,13 +221,9 @@ def test_a_retry_in_another_container_gets_the_answer_written_unawaited(
 def test_an_answers_write_dynamodb_refuses_is_logged_with_the_next_one(
     aws: AWS, dedup: StoreDeduplicator, caplog: pytest.LogCaptureFixture
 ) -> None:
-    # Given a warm container whose table then disappears
-    _warm(dedup)
-    records = _records(dedup)
-    aws.client("dynamodb").delete_table(TableName=TOKEN_TABLE)
-
-    # When an answer is written: nothing raises (the refusal is not known yet)
-    records.complete(dedup._stored_key("late"), "<xml>lost</xml>", int(time.time()) + 60)
+    # Given a warm container whose table then disappears, when an answer is written:
+    # nothing raises (the refusal is not known yet)
+    records = _answer_into_a_deleted_table(aws, dedup)
     assert not [r for r in caplog.records if r.getMessage() == "dedup answer not stored"]
 
     # Then the next write reads the refusal and logs it, with DynamoDB's code only
@@ -275,10 +281,7 @@ def test_a_refusal_is_logged_with_the_next_claim_once_its_response_has_come(
     aws: AWS, dedup: StoreDeduplicator, caplog: pytest.LogCaptureFixture
 ) -> None:
     # Given a warm container whose table then disappears, and an answer written to it
-    _warm(dedup)
-    records = _records(dedup)
-    aws.client("dynamodb").delete_table(TableName=TOKEN_TABLE)
-    records.complete(dedup._stored_key("late"), "<xml>lost</xml>", int(time.time()) + 60)
+    records = _answer_into_a_deleted_table(aws, dedup)
 
     # When claims come (the next write does not), the refusal is read with one of them once
     # DynamoDB's response is there: polled, since the claim never waits for it

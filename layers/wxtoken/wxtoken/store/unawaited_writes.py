@@ -145,7 +145,7 @@ class UnawaitedWrites:
     def send(self, call: Callable[[], Any]) -> Any:
         """``call()``, a call of the operation on the client; its request goes out unawaited
         when it can (botocore then returns the stand-in response). A previous write found
-        lost or refused for a reason botocore would have retried is sent again first."""
+        lost or refused for a reason botocore would have retried is sent again after it."""
         self._local.unawaited, self._local.call = True, call
         try:
             return call()
@@ -154,11 +154,11 @@ class UnawaitedWrites:
             self._resend()
 
     def close(self) -> None:
-        """Reads the response owed, if any, and closes the connection."""
+        """Reads the response owed, if any, and closes the connection; none opens after."""
         with self._lock:
+            self._url = None  # first: reading the response would open the next connection
             self._read_owed()
             self._close()
-            self._url = None
         self._resend()
 
     def poll(self) -> None:
